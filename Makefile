@@ -1,0 +1,104 @@
+# Countersign: build, run, test, fuzz and sanitizer targets.
+#
+#   make run     install what is missing, build, start PostgreSQL under
+#                ./var/ and the broker with a demo agent (see README.md)
+#   make test    build with -Werror and run every unit, e2e and interop test
+#   make asan    the same suite against an ASan+UBSan build
+#   make fuzz    run every libFuzzer target for FUZZ_SECONDS each
+#   make lint    banned functions, cppcheck
+
+CC       ?= cc
+PKGS     := libmicrohttpd jansson libssl libcrypto libpq
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -ljansson -lssl -lcrypto -lpq)
+
+WARN     := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -Ibroker -Iinclude $(PKG_CFLAGS)
+HARDEN   := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+SANITIZE := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+
+BUILD    ?= build
+MODE     ?= release
+ifeq ($(MODE),asan)
+  CFLAGS_MODE := $(SANITIZE)
+  LDFLAGS_MODE := -fsanitize=address,undefined
+else
+  CFLAGS_MODE := $(HARDEN) -g
+  LDFLAGS_MODE := -pie -Wl,-z,relro,-z,now
+endif
+CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS_MODE) $(CFLAGS)
+
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+LIB_SRCS := $(filter-out broker/main.c,$(wildcard broker/*.c))
+LIB_OBJS := $(patsubst broker/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) \
+            $(BUILD)/obj/embedded_migrations.o
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_SECONDS ?= 10
+
+.PHONY: all deps run stop test unit e2e asan fuzz lint clean
+
+all: $(BUILD)/countersign
+
+deps:
+	deploy/deps.sh build
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz:
+	mkdir -p $@
+
+$(BUILD)/embed: tools/embed.c | $(BUILD)/obj
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/obj/embedded_migrations.c: $(MIGRATIONS) $(BUILD)/embed
+	$(BUILD)/embed embedded_migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/embedded_migrations.o: $(BUILD)/obj/embedded_migrations.c
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/obj/%.o: broker/%.c $(wildcard broker/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/libcountersign.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/countersign: $(BUILD)/obj/main.o $(BUILD)/libcountersign.a
+	$(CC) $(LDFLAGS_MODE) -o $@ $^ $(PKG_LIBS) -lpthread
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libcountersign.a | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_MODE) -o $@ $< \
+	    $(BUILD)/libcountersign.a $(PKG_LIBS) -lpthread
+
+run: deps all
+	deploy/run.sh
+
+stop:
+	deploy/run.sh stop
+
+# The whole suite: unit binaries, then e2e and interop tests against a real
+# PostgreSQL and the real daemon. Ends with one "N passed, N failed" line.
+test: all $(UNIT_BINS)
+	tests/run.sh --build $(BUILD)
+
+unit: $(UNIT_BINS)
+	tests/run.sh --build $(BUILD) --unit-only
+
+asan:
+	$(MAKE) BUILD=build-asan MODE=asan all \
+	    $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS))
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1 \
+	    tests/run.sh --build build-asan
+
+fuzz: | $(BUILD)/fuzz
+	tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+
+lint:
+	tools/banned.sh
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+	    --inline-suppr -Ibroker --suppress=missingIncludeSystem broker
+
+clean:
+	rm -rf build build-asan

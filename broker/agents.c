@@ -1,0 +1,281 @@
+/*
+ * agents.c: see agents.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "agents.h"
+#include "audit.h"
+#include "db.h"
+#include "keys.h"
+#include "util.h"
+
+static const struct db_stmt insert_agent = {
+	"agents_insert",
+	"WITH a AS (INSERT INTO agents (name, client_id, secret_hash, owner) "
+	"VALUES ($1, $1, $2::bytea, $3) RETURNING id, name) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'agent.created', $4, 'agent:' || a.name, "
+	"jsonb_build_object('owner', $3::text, 'agent_id', a.id) FROM a "
+	"RETURNING seq",
+	4
+};
+
+static const struct db_stmt disable_agent = {
+	"agents_disable",
+	"WITH a AS (UPDATE agents SET disabled_at = now() "
+	"WHERE name = $1 AND disabled_at IS NULL RETURNING id, name) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'agent.disabled', $2, 'agent:' || a.name, "
+	"jsonb_build_object('agent_id', a.id) FROM a RETURNING seq",
+	2
+};
+
+static const struct db_stmt agent_exists = {
+	"agents_exists",
+	"SELECT disabled_at IS NOT NULL FROM agents WHERE name = $1",
+	1
+};
+
+static const struct db_stmt list_agents = {
+	"agents_list",
+	"SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, "
+	"'client_id', client_id, 'owner', owner, 'created_at', created_at, "
+	"'disabled', disabled_at IS NOT NULL) ORDER BY name), '[]'::jsonb)::text "
+	"FROM agents",
+	0
+};
+
+static const struct db_stmt lookup_client = {
+	"agents_lookup_client",
+	"SELECT id, name, secret_hash, disabled_at IS NOT NULL "
+	"FROM agents WHERE client_id = $1",
+	1
+};
+
+enum cs_err
+agents_add(const char *name, const char *owner, const char *actor,
+    char *client_id, char *secret, struct cs_error *err)
+{
+	unsigned char hash[KEYS_HASH_LEN];
+	const char *params[4];
+	char *hash_param = NULL;
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	if (!util_valid_name(name))
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "agent name must be 1-64 characters of [A-Za-z0-9._-], "
+		    "starting with a letter or digit");
+	if (owner != NULL && (strlen(owner) > 256 ||
+	    !util_valid_utf8(owner, strlen(owner))))
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "owner must be valid text of at most 256 bytes");
+	if (util_random_token(AGENTS_SECRET_BYTES, secret,
+	    AGENTS_SECRET_LEN + 1) != 0 ||
+	    keys_secret_hash(secret, strlen(secret), hash) != 0) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "cannot make a secret");
+		goto out;
+	}
+	hash_param = db_bytea_param(hash, sizeof(hash));
+	if (hash_param == NULL) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	params[0] = name;
+	params[1] = hash_param;
+	params[2] = owner;
+	params[3] = actor;
+	rc = db_exec(&insert_agent, params, &res);
+	if (rc == CS_ERR_CONFLICT) {
+		cs_error_set(err, rc, "an agent named '%s' already exists", name);
+		goto out;
+	}
+	if (rc != CS_OK) {
+		cs_error_set(err, rc, "database error");
+		goto out;
+	}
+	snprintf(client_id, CS_NAME_MAX + 1, "%s", name);
+out:
+	if (rc != CS_OK)
+		util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
+	util_secure_zero(hash, sizeof(hash));
+	free(hash_param);
+	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
+agents_disable(const char *name, const char *actor, struct cs_error *err)
+{
+	const char *params[2] = { name, actor };
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	rc = db_exec(&disable_agent, params, &res);
+	if (rc != CS_OK) {
+		cs_error_set(err, rc, "database error");
+		goto out;
+	}
+	if (db_nrows(res) == 0) {
+		db_result_free(res);
+		res = NULL;
+		rc = db_exec(&agent_exists, params, &res);
+		if (rc != CS_OK)
+			cs_error_set(err, rc, "database error");
+		else if (db_nrows(res) == 0)
+			rc = cs_error_set(err, CS_ERR_NOT_FOUND,
+			    "no agent named '%s'", name);
+		/* Already disabled: nothing changes, nothing to record. */
+	}
+out:
+	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
+agents_list(json_t **out)
+{
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	*out = NULL;
+	rc = db_exec(&list_agents, NULL, &res);
+	if (rc == CS_OK) {
+		*out = json_loads(db_value(res, 0, 0), 0, NULL);
+		if (*out == NULL)
+			rc = CS_ERR_INTERNAL;
+	}
+	db_result_free(res);
+	return rc;
+}
+
+/* Record a failed authentication; returns the code the caller reports. */
+static enum cs_err
+auth_failed(const char *client_id, const char *method, const char *endpoint,
+    const char *reason, struct cs_error *err)
+{
+	char clip[AUDIT_FIELD_MAX];
+	json_t *d;
+	enum cs_err rc;
+
+	d = json_pack("{s:s, s:s, s:s}", "reason", reason, "method", method,
+	    "endpoint", endpoint);
+	rc = audit_append("client.auth_failed", "anonymous",
+	    client_id != NULL ? audit_clip(client_id, clip, 80) : NULL, NULL, d);
+	json_decref(d);
+	if (rc != CS_OK)
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this request right now");
+	return cs_error_set(err, CS_ERR_INVALID_CLIENT,
+	    strcmp(reason, "disabled") == 0 ? "client is disabled" :
+	    strcmp(reason, "malformed") == 0 ? "malformed client credentials" :
+	    strcmp(reason, "missing") == 0 ? "client authentication required" :
+	    "client authentication failed");
+}
+
+enum cs_err
+agents_authenticate(const char *authorization, const struct form *body,
+    const char *endpoint, struct client *out, struct cs_error *err)
+{
+	/* Compared against when the client is unknown, to take equal time. */
+	static const unsigned char dummy[KEYS_HASH_LEN] = { 0 };
+	unsigned char want[KEYS_HASH_LEN], got[KEYS_HASH_LEN];
+	char *basic_id = NULL, *basic_secret = NULL;
+	const char *id, *secret, *method;
+	struct db_result *res = NULL;
+	size_t n_id = 0, n_secret = 0, wantlen = 0;
+	int known, match;
+	enum cs_err rc;
+
+	memset(out, 0, sizeof(*out));
+	form_get(body, "client_id", &n_id);
+	form_get(body, "client_secret", &n_secret);
+	if (authorization != NULL && n_secret > 0) {
+		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "use one client authentication method, not both");
+		goto out;
+	}
+	if (authorization != NULL) {
+		method = "client_secret_basic";
+		if (form_parse_basic(authorization, &basic_id, &basic_secret) != 0) {
+			rc = auth_failed(NULL, method, endpoint, "malformed", err);
+			goto out;
+		}
+		id = basic_id;
+		secret = basic_secret;
+		/* A body client_id, if any, must name the same client. */
+		if (n_id > 1 || (n_id == 1 &&
+		    strcmp(form_get(body, "client_id", NULL), id) != 0)) {
+			rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
+			    "client_id in the body differs from the Authorization header");
+			goto out;
+		}
+	} else {
+		method = "client_secret_post";
+		if (n_id == 0 && n_secret == 0) {
+			rc = auth_failed(NULL, method, endpoint, "missing", err);
+			goto out;
+		}
+		if (n_id != 1 || n_secret != 1) {
+			rc = auth_failed(n_id == 1 ? form_get(body, "client_id",
+			    NULL) : NULL, method, endpoint, "malformed", err);
+			goto out;
+		}
+		id = form_get(body, "client_id", NULL);
+		secret = form_get(body, "client_secret", NULL);
+	}
+	if (strlen(id) > CS_NAME_MAX || strlen(secret) > 256) {
+		rc = auth_failed(id, method, endpoint, "malformed", err);
+		goto out;
+	}
+	{
+		const char *params[1] = { id };
+
+		rc = db_exec(&lookup_client, params, &res);
+	}
+	if (rc != CS_OK) {
+		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot check credentials right now");
+		goto out;
+	}
+	known = db_nrows(res) == 1 &&
+	    db_bytea_value(db_value(res, 0, 2), want, sizeof(want), &wantlen) == 0 &&
+	    wantlen == KEYS_HASH_LEN;
+	if (keys_secret_hash(secret, strlen(secret), got) != 0) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	match = CRYPTO_memcmp(got, known ? want : dummy, KEYS_HASH_LEN) == 0;
+	if (!known || !match) {
+		rc = auth_failed(id, method, endpoint,
+		    known ? "bad_secret" : "unknown_client", err);
+		goto out;
+	}
+	if (strcmp(db_value(res, 0, 3), "t") == 0) {
+		rc = auth_failed(id, method, endpoint, "disabled", err);
+		goto out;
+	}
+	if (util_parse_int64(db_value(res, 0, 0), 1, INT64_MAX,
+	    &out->agent_id) != 0) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	snprintf(out->name, sizeof(out->name), "%s", db_value(res, 0, 1));
+	snprintf(out->client_id, sizeof(out->client_id), "%s", id);
+	out->method = method;
+	rc = CS_OK;
+out:
+	util_secure_zero(want, sizeof(want));
+	util_secure_zero(got, sizeof(got));
+	free(basic_id);
+	if (basic_secret != NULL) {
+		util_secure_zero(basic_secret, strlen(basic_secret));
+		free(basic_secret);
+	}
+	db_result_free(res);
+	return rc;
+}

@@ -1,0 +1,61 @@
+/*
+ * agents.h: the registry of agents (OAuth clients) and client
+ * authentication against it.
+ */
+#ifndef AGENTS_H
+#define AGENTS_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "countersign.h"
+#include "form.h"
+
+/* Client secrets: 32 random bytes, base64url (43 characters). */
+#define AGENTS_SECRET_BYTES	32
+#define AGENTS_SECRET_LEN	43
+
+/* An authenticated client, filled by agents_authenticate. */
+struct client {
+	int64_t agent_id;
+	char name[CS_NAME_MAX + 1];
+	char client_id[CS_NAME_MAX + 1];
+	const char *method;	/* "client_secret_basic" or "client_secret_post" */
+};
+
+/*
+ * agents_add(name, owner, actor, client_id, secret): create an agent with a
+ * new random secret, storing only its hash, and audit agent.created in the
+ * same transaction. client_id (CS_NAME_MAX+1 bytes) and secret
+ * (AGENTS_SECRET_LEN+1 bytes) receive the credentials, which are shown
+ * once; the caller wipes secret. CS_ERR_CONFLICT if the name is taken.
+ */
+enum cs_err agents_add(const char *name, const char *owner, const char *actor,
+    char *client_id, char *secret, struct cs_error *err);
+
+/*
+ * agents_disable(name, actor): mark an agent disabled (kill switch) and
+ * audit agent.disabled. CS_ERR_NOT_FOUND if there is no such agent.
+ */
+enum cs_err agents_disable(const char *name, const char *actor,
+    struct cs_error *err);
+
+/* agents_list(out): a new JSON array of agents (no secrets). */
+enum cs_err agents_list(json_t **out);
+
+/*
+ * agents_authenticate(authorization, body, endpoint, out, err): authenticate
+ * the client of a request by client_secret_basic (the Authorization header
+ * value, may be NULL) or client_secret_post (client_id and client_secret in
+ * the form body). Exactly one method must be used. The secret's HMAC is
+ * compared in constant time, and an unknown client costs the same work as
+ * a known one. Every failure writes a client.auth_failed audit event and
+ * returns CS_ERR_INVALID_CLIENT (or CS_ERR_INVALID_REQUEST when two methods
+ * are mixed, CS_ERR_UNAVAILABLE when nothing can be checked or recorded).
+ * endpoint names the endpoint for the audit row.
+ */
+enum cs_err agents_authenticate(const char *authorization,
+    const struct form *body, const char *endpoint, struct client *out,
+    struct cs_error *err);
+
+#endif

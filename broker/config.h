@@ -1,0 +1,70 @@
+/*
+ * config.h: the broker's settings, from defaults, then a config file, then
+ * the environment (COUNTERSIGN_*), each overriding the one before. The
+ * struct is filled once at start-up and read-only afterwards.
+ * docs/configuration.md lists every setting.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_FILE		65536
+
+enum log_level {
+	LOG_LEVEL_DEBUG = 0,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_ERROR
+};
+
+struct broker_config {
+	char database_url[1024];	/* libpq conninfo or URL */
+	char listen_host[256];
+	int listen_port;
+	char issuer[512];		/* iss; derived from listen if unset */
+	char master_key_file[1024];
+	int64_t default_ttl;		/* seconds, when no lifetime requested */
+	int64_t max_ttl;		/* seconds, global ceiling */
+	int threads;			/* HTTP worker threads */
+	size_t max_body;		/* bytes */
+	size_t max_header;		/* bytes of header memory per connection */
+	int connection_timeout;		/* seconds of inactivity */
+	int max_connections;
+	int max_connections_per_ip;
+	int db_connect_timeout;		/* seconds */
+	int db_statement_timeout;	/* milliseconds */
+	int key_refresh;		/* seconds between signing-key reloads */
+	enum log_level log_level;
+};
+
+/*
+ * config_load(path, cfg, errbuf, errlen): fill cfg from defaults, the file
+ * at path (NULL for none) and the environment. The file holds "key = value"
+ * lines (keys as in docs/configuration.md, '#' starts a comment line).
+ * Unknown keys and bad values are errors, so a typo cannot silently weaken
+ * a setting. Returns 0, or -1 with a message in errbuf.
+ */
+int config_load(const char *path, struct broker_config *cfg, char *errbuf,
+    size_t errlen);
+
+/*
+ * config_set(cfg, key, value, errbuf, errlen): apply one setting by its
+ * file key (e.g. "max_ttl"). Returns 0 or -1 with a message.
+ */
+int config_set(struct broker_config *cfg, const char *key, const char *value,
+    char *errbuf, size_t errlen);
+
+/*
+ * config_parse_text(cfg, name, text, len, errbuf, errlen): apply the
+ * "key = value" lines of a config file held in text (len bytes followed by
+ * a NUL; modified in place). name labels error messages. Returns 0 or -1.
+ */
+int config_parse_text(struct broker_config *cfg, const char *name, char *text,
+    size_t len, char *errbuf, size_t errlen);
+
+/* config_defaults(cfg): the built-in defaults. */
+void config_defaults(struct broker_config *cfg);
+
+#endif

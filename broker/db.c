@@ -1,0 +1,462 @@
+/*
+ * db.c: see db.h.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "db.h"
+#include "log.h"
+
+struct db_result {
+	PGresult *res;
+};
+
+/* Per-thread connection state, freed by the thread-exit destructor. */
+struct db_conn {
+	PGconn *conn;
+	const struct db_stmt *prepared[DB_MAX_STMTS];
+	size_t nprepared;
+};
+
+static char *conninfo;
+static int connect_timeout = 3;
+static int statement_timeout_ms = 5000;
+static pthread_key_t conn_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static void
+conn_destroy(void *p)
+{
+	struct db_conn *c = p;
+
+	if (c == NULL)
+		return;
+	if (c->conn != NULL)
+		PQfinish(c->conn);
+	free(c);
+}
+
+static void
+make_key(void)
+{
+	pthread_key_create(&conn_key, conn_destroy);
+}
+
+int
+db_init(const char *ci, int ctimeout, int stimeout_ms)
+{
+	pthread_once(&key_once, make_key);
+	free(conninfo);
+	conninfo = strdup(ci);
+	connect_timeout = ctimeout;
+	statement_timeout_ms = stimeout_ms;
+	return conninfo != NULL ? 0 : -1;
+}
+
+void
+db_shutdown(void)
+{
+	struct db_conn *c;
+
+	pthread_once(&key_once, make_key);
+	c = pthread_getspecific(conn_key);
+	conn_destroy(c);
+	pthread_setspecific(conn_key, NULL);
+}
+
+static void
+drop_connection(struct db_conn *c)
+{
+	if (c->conn != NULL)
+		PQfinish(c->conn);
+	c->conn = NULL;
+	c->nprepared = 0;
+}
+
+/* Server notices ("relation exists, skipping") are not for our users. */
+static void
+ignore_notice(void *arg, const char *message)
+{
+	(void)arg;
+	log_fields(LOG_LEVEL_DEBUG, "database notice",
+	    json_pack("{s:s}", "notice", message));
+}
+
+/*
+ * This thread's connection, connecting if needed. The connection carries
+ * our timeouts as startup options, so no extra round trip is needed and a
+ * stuck server or lock can never hold a worker longer than the statement
+ * timeout.
+ */
+static struct db_conn *
+get_conn(void)
+{
+	struct db_conn *c;
+	char ct[16], opts[96];
+	const char *keys[] = { "dbname", "connect_timeout", "options",
+	    "application_name", NULL };
+	const char *vals[5];
+
+	pthread_once(&key_once, make_key);
+	c = pthread_getspecific(conn_key);
+	if (c == NULL) {
+		c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			return NULL;
+		pthread_setspecific(conn_key, c);
+	}
+	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
+		return c;
+	drop_connection(c);
+	if (conninfo == NULL)
+		return NULL;
+	snprintf(ct, sizeof(ct), "%d", connect_timeout);
+	snprintf(opts, sizeof(opts),
+	    "-c statement_timeout=%d -c lock_timeout=%d", statement_timeout_ms,
+	    statement_timeout_ms);
+	vals[0] = conninfo;
+	vals[1] = ct;
+	vals[2] = opts;
+	vals[3] = "countersign";
+	vals[4] = NULL;
+	/* expand_dbname=1: the first value may itself be a URL or conninfo. */
+	c->conn = PQconnectdbParams(keys, vals, 1);
+	if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
+		/* The message can name host and user, never a password. */
+		log_fields(LOG_LEVEL_WARN, "database connection failed",
+		    json_pack("{s:s}", "error",
+		    c->conn != NULL ? PQerrorMessage(c->conn) : "out of memory"));
+		drop_connection(c);
+		return c;
+	}
+	PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
+	return c;
+}
+
+/*
+ * Classify a failed result. Connection-level failures also drop the
+ * connection so the next call starts afresh.
+ */
+static enum cs_err
+classify(struct db_conn *c, const PGresult *res)
+{
+	const char *state = res != NULL ?
+	    PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res != NULL ?
+	    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+	if (PQstatus(c->conn) != CONNECTION_OK) {
+		drop_connection(c);
+		log_warn("database connection lost");
+		return CS_ERR_UNAVAILABLE;
+	}
+	if (state != NULL && strcmp(state, "23505") == 0)
+		return CS_ERR_CONFLICT;
+	log_fields(LOG_LEVEL_ERROR, "database error",
+	    json_pack("{s:s, s:s}", "sqlstate", state != NULL ? state : "",
+	    "error", msg != NULL ? msg : PQerrorMessage(c->conn)));
+	/*
+	 * Class 08 connection exception, 53 insufficient resources (disk
+	 * full), 57 operator intervention (shutdown, statement timeout), 55P03
+	 * lock not available, 40 transaction rollback: all transient.
+	 */
+	if (state != NULL && (strncmp(state, "08", 2) == 0 ||
+	    strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+	    strcmp(state, "55P03") == 0 || strncmp(state, "40", 2) == 0 ||
+	    strncmp(state, "58", 2) == 0)) {
+		if (strncmp(state, "57P", 3) == 0 || strncmp(state, "08", 2) == 0)
+			drop_connection(c);
+		return CS_ERR_UNAVAILABLE;
+	}
+	return CS_ERR_INTERNAL;
+}
+
+static int
+is_prepared(const struct db_conn *c, const struct db_stmt *st)
+{
+	size_t i;
+
+	for (i = 0; i < c->nprepared; i++)
+		if (c->prepared[i] == st)
+			return 1;
+	return 0;
+}
+
+enum cs_err
+db_exec(const struct db_stmt *st, const char *const *params,
+    struct db_result **out)
+{
+	struct db_conn *c;
+	PGresult *res = NULL;
+	enum cs_err rc;
+	ExecStatusType s;
+
+	if (out != NULL)
+		*out = NULL;
+	c = get_conn();
+	if (c == NULL || c->conn == NULL)
+		return CS_ERR_UNAVAILABLE;
+	if (!is_prepared(c, st)) {
+		if (c->nprepared == DB_MAX_STMTS) {
+			log_error("too many prepared statements");
+			return CS_ERR_INTERNAL;
+		}
+		res = PQprepare(c->conn, st->name, st->sql, st->nparams, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			rc = classify(c, res);
+			PQclear(res);
+			return rc;
+		}
+		PQclear(res);
+		c->prepared[c->nprepared++] = st;
+	}
+	res = PQexecPrepared(c->conn, st->name, st->nparams, params, NULL,
+	    NULL, 0);
+	s = PQresultStatus(res);
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		rc = classify(c, res);
+		PQclear(res);
+		return rc;
+	}
+	if (out == NULL) {
+		PQclear(res);
+		return CS_OK;
+	}
+	*out = malloc(sizeof(**out));
+	if (*out == NULL) {
+		PQclear(res);
+		return CS_ERR_INTERNAL;
+	}
+	(*out)->res = res;
+	return CS_OK;
+}
+
+enum cs_err
+db_exec_script(const char *sql, char *errbuf, size_t errlen)
+{
+	struct db_conn *c;
+	PGresult *res;
+	enum cs_err rc = CS_OK;
+	ExecStatusType s;
+
+	if (errlen > 0)
+		errbuf[0] = '\0';
+	c = get_conn();
+	if (c == NULL || c->conn == NULL) {
+		snprintf(errbuf, errlen, "database unreachable");
+		return CS_ERR_UNAVAILABLE;
+	}
+	res = PQexec(c->conn, sql);
+	s = PQresultStatus(res);
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+		snprintf(errbuf, errlen, "%s",
+		    m != NULL ? m : PQerrorMessage(c->conn));
+		rc = classify(c, res);
+	}
+	PQclear(res);
+	return rc;
+}
+
+static enum cs_err
+simple(const char *sql)
+{
+	char err[256];
+
+	return db_exec_script(sql, err, sizeof(err));
+}
+
+enum cs_err
+db_begin(void)
+{
+	return simple("BEGIN");
+}
+
+enum cs_err
+db_commit(void)
+{
+	return simple("COMMIT");
+}
+
+void
+db_rollback(void)
+{
+	(void)simple("ROLLBACK");
+}
+
+enum cs_err
+db_ping(void)
+{
+	static const struct db_stmt ping = { "db_ping", "SELECT 1", 0 };
+
+	return db_exec(&ping, NULL, NULL);
+}
+
+int
+db_nrows(const struct db_result *r)
+{
+	return r != NULL ? PQntuples(r->res) : 0;
+}
+
+const char *
+db_value(const struct db_result *r, int row, int col)
+{
+	return PQgetvalue(r->res, row, col);
+}
+
+int
+db_isnull(const struct db_result *r, int row, int col)
+{
+	return PQgetisnull(r->res, row, col);
+}
+
+void
+db_result_free(struct db_result *r)
+{
+	if (r == NULL)
+		return;
+	PQclear(r->res);
+	free(r);
+}
+
+char *
+db_text_array(const char *const *items, size_t n)
+{
+	size_t i, total = 3, off = 0;
+	char *s;
+
+	for (i = 0; i < n; i++)
+		total += 2 * strlen(items[i]) + 3;
+	s = malloc(total);
+	if (s == NULL)
+		return NULL;
+	s[off++] = '{';
+	for (i = 0; i < n; i++) {
+		const char *p;
+
+		if (i > 0)
+			s[off++] = ',';
+		s[off++] = '"';
+		for (p = items[i]; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				s[off++] = '\\';
+			s[off++] = *p;
+		}
+		s[off++] = '"';
+	}
+	s[off++] = '}';
+	s[off] = '\0';
+	return s;
+}
+
+int
+db_parse_text_array(const char *lit, char **items, size_t max, size_t *n)
+{
+	const char *p = lit;
+	size_t count = 0;
+
+	*n = 0;
+	if (p == NULL || *p++ != '{')
+		return -1;
+	if (*p == '}')
+		return p[1] == '\0' ? 0 : -1;
+	for (;;) {
+		size_t cap = strlen(p) + 1, off = 0;
+		char *buf;
+
+		if (count == max)
+			goto fail;
+		buf = malloc(cap);
+		if (buf == NULL)
+			goto fail;
+		if (*p == '"') {
+			p++;
+			while (*p != '"') {
+				if (*p == '\0') {
+					free(buf);
+					goto fail;
+				}
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				buf[off++] = *p++;
+			}
+			p++;
+		} else {
+			while (*p != ',' && *p != '}' && *p != '\0')
+				buf[off++] = *p++;
+		}
+		buf[off] = '\0';
+		items[count++] = buf;
+		if (*p == ',') {
+			p++;
+			continue;
+		}
+		if (*p == '}' && p[1] == '\0')
+			break;
+		goto fail;
+	}
+	*n = count;
+	return 0;
+fail:
+	while (count > 0)
+		free(items[--count]);
+	return -1;
+}
+
+char *
+db_bytea_param(const unsigned char *bytes, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *s = malloc(2 * n + 3);
+	size_t i;
+
+	if (s == NULL)
+		return NULL;
+	s[0] = '\\';
+	s[1] = 'x';
+	for (i = 0; i < n; i++) {
+		s[2 + 2 * i] = hex[bytes[i] >> 4];
+		s[3 + 2 * i] = hex[bytes[i] & 15];
+	}
+	s[2 + 2 * n] = '\0';
+	return s;
+}
+
+static int
+hexnib(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+db_bytea_value(const char *text, unsigned char *out, size_t cap, size_t *n)
+{
+	size_t len, i;
+
+	if (text == NULL || text[0] != '\\' || text[1] != 'x')
+		return -1;
+	text += 2;
+	len = strlen(text);
+	if (len % 2 != 0 || len / 2 > cap)
+		return -1;
+	for (i = 0; i < len / 2; i++) {
+		int hi = hexnib(text[2 * i]), lo = hexnib(text[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	*n = len / 2;
+	return 0;
+}

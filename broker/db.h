@@ -1,0 +1,98 @@
+/*
+ * db.h: PostgreSQL access. db.c is the only file that includes libpq.
+ *
+ * Each thread owns one connection, opened lazily on its first query and
+ * closed when the thread exits. Statements are described by a static struct
+ * db_stmt in the module that owns the SQL and are prepared on a connection
+ * the first time they run on it, so every query is parameterised and
+ * planned once. When the server goes away the connection is dropped and the
+ * next query reconnects, so the broker recovers by itself; in between every
+ * call fails with CS_ERR_UNAVAILABLE (fail closed).
+ */
+#ifndef DB_H
+#define DB_H
+
+#include <stddef.h>
+
+#include "countersign.h"
+
+#define DB_MAX_STMTS	128
+
+struct db_stmt {
+	const char *name;	/* unique, used as the prepared statement name */
+	const char *sql;
+	int nparams;
+};
+
+struct db_result;
+
+/*
+ * db_init(conninfo, connect_timeout, statement_timeout_ms): remember how to
+ * connect. No connection is made here. conninfo is copied. Returns 0 or -1.
+ */
+int db_init(const char *conninfo, int connect_timeout, int statement_timeout_ms);
+
+/* db_shutdown(): close this thread's connection. */
+void db_shutdown(void);
+
+/*
+ * db_exec(st, params, res): run st with st->nparams text parameters (a NULL
+ * entry is SQL NULL) on this thread's connection. On CS_OK, *res (if res is
+ * not NULL) receives the result, which the caller frees with
+ * db_result_free. Errors: CS_ERR_CONFLICT for a unique violation,
+ * CS_ERR_UNAVAILABLE when the server cannot be reached or is shutting down,
+ * out of space or the statement timed out, CS_ERR_INTERNAL otherwise (the
+ * server's message is logged, parameters never are).
+ */
+enum cs_err db_exec(const struct db_stmt *st, const char *const *params,
+    struct db_result **res);
+
+/*
+ * db_exec_script(sql): run a multi-statement script with the simple query
+ * protocol. Only for migrations and other constant SQL; never for text
+ * containing input. Same errors as db_exec; the server's message goes to
+ * errbuf.
+ */
+enum cs_err db_exec_script(const char *sql, char *errbuf, size_t errlen);
+
+/* Transactions on this thread's connection. */
+enum cs_err db_begin(void);
+enum cs_err db_commit(void);
+void db_rollback(void);
+
+/* db_ping(): CS_OK if a trivial query succeeds. */
+enum cs_err db_ping(void);
+
+int db_nrows(const struct db_result *r);
+/* db_value(r, row, col): the text of a field, "" for NULL; owned by r. */
+const char *db_value(const struct db_result *r, int row, int col);
+int db_isnull(const struct db_result *r, int row, int col);
+void db_result_free(struct db_result *r);
+
+/*
+ * db_text_array(items, n): a PostgreSQL array literal ({"a","b"}) for n
+ * strings, quoting and escaping every element, for a text[] parameter.
+ * New string the caller frees; NULL on allocation failure.
+ */
+char *db_text_array(const char *const *items, size_t n);
+
+/*
+ * db_parse_text_array(lit, items, max, n): split an array literal as the
+ * server returns it for text[] into new strings (caller frees each).
+ * Returns 0 or -1.
+ */
+int db_parse_text_array(const char *lit, char **items, size_t max, size_t *n);
+
+/*
+ * db_bytea_param(bytes, n): the text form of a bytea parameter ("\\x" and
+ * hex). New string the caller frees; NULL on allocation failure.
+ */
+char *db_bytea_param(const unsigned char *bytes, size_t n);
+
+/*
+ * db_bytea_value(text, out, cap, n): decode a bytea field in the server's
+ * hex output format into out (cap bytes). Returns 0 and sets *n, or -1.
+ */
+int db_bytea_value(const char *text, unsigned char *out, size_t cap, size_t *n);
+
+#endif

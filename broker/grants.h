@@ -1,0 +1,77 @@
+/*
+ * grants.h: the scope catalogue and the grants that say which agent may
+ * obtain which scope for which audience, and for how long.
+ */
+#ifndef GRANTS_H
+#define GRANTS_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "countersign.h"
+#include "scopes.h"
+
+enum scope_kind {
+	SCOPE_WRITE = 0,	/* the default: unknown means write (fail safe) */
+	SCOPE_READ = 1
+};
+
+/* What the database says about one requested scope. */
+struct grant_scope {
+	const char *name;	/* borrowed from the request's scope_list */
+	int known;		/* the scope exists in the catalogue */
+	enum scope_kind kind;	/* SCOPE_WRITE unless the catalogue says read */
+	int granted;		/* a live, unexpired grant exists */
+	int64_t scope_max_ttl;	/* 0: no limit */
+	int64_t grant_max_ttl;	/* 0: no limit */
+};
+
+struct grant_set {
+	size_t n;
+	struct grant_scope s[CS_SCOPES_MAX];
+};
+
+/*
+ * grants_resolve(agent_id, audience, req, out): look up every scope of req
+ * for this agent and audience in one query. out->s[i] describes
+ * req->items[i]. Returns CS_OK or a database error.
+ */
+enum cs_err grants_resolve(int64_t agent_id, const char *audience,
+    const struct scope_list *req, struct grant_set *out);
+
+/* grants_kind_from_text(kind): SCOPE_READ only for exactly "read". */
+enum scope_kind grants_kind_from_text(const char *kind);
+
+/*
+ * grants_scope_add(name, kind, max_ttl, actor, err): add a scope to the
+ * catalogue (kind "read" or "write"; max_ttl 0 for none) and audit
+ * scope.created. CS_ERR_CONFLICT if it exists.
+ */
+enum cs_err grants_scope_add(const char *name, const char *kind,
+    int64_t max_ttl, const char *actor, struct cs_error *err);
+
+/* grants_scope_list(out): a new JSON array of the catalogue. */
+enum cs_err grants_scope_list(json_t **out);
+
+/*
+ * grants_add(agent, scope, audience, max_ttl, expires_at, actor, id, err):
+ * grant a known scope to a known agent for one audience (max_ttl 0: none;
+ * expires_at 0: never, else must be in the future) and audit grant.created.
+ * *id receives the grant id. CS_ERR_CONFLICT if a live grant exists.
+ */
+enum cs_err grants_add(const char *agent, const char *scope,
+    const char *audience, int64_t max_ttl, int64_t expires_at,
+    const char *actor, int64_t *id, struct cs_error *err);
+
+/*
+ * grants_revoke(id, agent, scope, audience, actor, err): revoke the live
+ * grant with that id (id > 0), or the live grant for (agent, scope,
+ * audience), and audit grant.revoked. CS_ERR_NOT_FOUND if none matches.
+ */
+enum cs_err grants_revoke(int64_t id, const char *agent, const char *scope,
+    const char *audience, const char *actor, struct cs_error *err);
+
+/* grants_list(agent, out): a new JSON array of grants (agent may be NULL). */
+enum cs_err grants_list(const char *agent, json_t **out);
+
+#endif

@@ -1,0 +1,245 @@
+/*
+ * tokens.c: see tokens.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "db.h"
+#include "grants.h"
+#include "jose.h"
+#include "keys.h"
+#include "log.h"
+#include "tokens.h"
+#include "util.h"
+
+/*
+ * Insert the token row and its audit event in one statement, and only if,
+ * in the same snapshot, the agent is enabled, every scope is still a read
+ * scope and every grant is still live. Zero rows back means something was
+ * revoked between the check and now, and nothing was written.
+ */
+static const struct db_stmt insert_read_token = {
+	"tokens_insert_read",
+	"WITH ok AS (SELECT 1 FROM agents a WHERE a.id = $1 "
+	"AND a.disabled_at IS NULL "
+	"AND (SELECT count(*) FROM grants g WHERE g.agent_id = $1 "
+	"AND g.audience = $4 AND g.scope = ANY($3::text[]) "
+	"AND g.revoked_at IS NULL "
+	"AND (g.expires_at IS NULL OR g.expires_at > now())) "
+	"= cardinality($3::text[]) "
+	"AND (SELECT count(*) FROM scopes s WHERE s.name = ANY($3::text[]) "
+	"AND s.kind = 'read') = cardinality($3::text[])), "
+	"t AS (INSERT INTO tokens (jti, agent_id, client_id, scopes, audience, "
+	"kid, issued_at, expires_at) SELECT $2, $1, $5, $3::text[], $4, $6, "
+	"to_timestamp($7::bigint), to_timestamp($8::bigint) FROM ok "
+	"RETURNING jti) "
+	"INSERT INTO audit_events (type, actor, subject, jti, details) "
+	"SELECT 'token.issued', 'agent:' || $9, 'agent:' || $9, t.jti, "
+	"$10::jsonb FROM t RETURNING seq",
+	10
+};
+
+int64_t
+tokens_ttl(int64_t requested, int64_t def, int64_t global_max,
+    const int64_t *limits, size_t n)
+{
+	int64_t ttl = requested > 0 ? requested : def;
+	size_t i;
+
+	if (global_max > 0 && ttl > global_max)
+		ttl = global_max;
+	for (i = 0; i < n; i++)
+		if (limits[i] > 0 && ttl > limits[i])
+			ttl = limits[i];
+	return ttl < 1 ? 1 : ttl;
+}
+
+void
+tokens_issued_clear(struct token_issued *t)
+{
+	if (t == NULL)
+		return;
+	if (t->access_token != NULL) {
+		util_secure_zero(t->access_token, strlen(t->access_token));
+		free(t->access_token);
+	}
+	free(t->scope);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Record a refusal and build the error the client sees. */
+static enum cs_err
+deny(const struct token_request *req, const char *reason, const char *scope,
+    enum cs_err code, struct cs_error *err, const char *msg)
+{
+	char actor[CS_NAME_MAX + 8], clip[AUDIT_FIELD_MAX];
+	char *requested = scopes_join(req->scopes);
+	json_t *d;
+	enum cs_err rc;
+
+	snprintf(actor, sizeof(actor), "agent:%s", req->client->name);
+	d = json_pack("{s:s, s:s?, s:s?, s:s}", "reason", reason, "scope", scope,
+	    "requested", requested, "audience",
+	    audit_clip(req->audience, clip, sizeof(clip)));
+	rc = audit_append("token.denied", actor, actor, NULL, d);
+	json_decref(d);
+	free(requested);
+	if (rc != CS_OK)
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this request right now");
+	return cs_error_set(err, code, "%s", msg);
+}
+
+/* Build the RFC 9068 claims as compact JSON. Caller frees. */
+static char *
+build_claims(const struct broker_config *cfg, const struct token_request *req,
+    const char *scope, const char *jti, int64_t iat, int64_t exp)
+{
+	json_t *c;
+	char *s;
+
+	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}",
+	    "iss", cfg->issuer, "sub", req->client->name,
+	    "client_id", req->client->client_id, "aud", req->audience,
+	    "scope", scope, "iat", (json_int_t)iat, "nbf", (json_int_t)iat,
+	    "exp", (json_int_t)exp, "jti", jti);
+	if (c == NULL)
+		return NULL;
+	s = json_dumps(c, JSON_COMPACT);
+	json_decref(c);
+	return s;
+}
+
+enum cs_err
+tokens_issue_read(const struct broker_config *cfg,
+    const struct token_request *req, struct token_issued *out,
+    struct cs_error *err)
+{
+	struct grant_set gs;
+	struct keyset *ks = NULL;
+	struct db_result *res = NULL;
+	const struct jose_key *key;
+	int64_t limits[2 * CS_SCOPES_MAX], ttl, iat;
+	char *claims = NULL, *arr = NULL, *details = NULL;
+	char idbuf[24], iatbuf[24], expbuf[24];
+	const char *params[10];
+	enum cs_err rc;
+	size_t i, nl = 0;
+
+	memset(out, 0, sizeof(*out));
+	rc = grants_resolve(req->client->agent_id, req->audience, req->scopes, &gs);
+	if (rc != CS_OK) {
+		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot check grants right now");
+		goto out;
+	}
+	for (i = 0; i < gs.n; i++) {
+		const struct grant_scope *g = &gs.s[i];
+		char msg[sizeof(err->desc)];
+
+		if (!g->known) {
+			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
+			    "this client", g->name);
+			rc = deny(req, "unknown_scope", g->name, CS_ERR_INVALID_SCOPE,
+			    err, msg);
+			goto out;
+		}
+		if (g->kind != SCOPE_READ) {
+			snprintf(msg, sizeof(msg), "scope '%s' is a write scope: it "
+			    "needs step-up approval by a human approver (request it "
+			    "at /oauth2/bc-authorize)", g->name);
+			rc = deny(req, "write_scope_needs_approval", g->name,
+			    CS_ERR_INVALID_SCOPE, err, msg);
+			goto out;
+		}
+		if (!g->granted) {
+			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
+			    "this client for this resource", g->name);
+			rc = deny(req, "not_granted", g->name, CS_ERR_INVALID_SCOPE,
+			    err, msg);
+			goto out;
+		}
+		limits[nl++] = g->scope_max_ttl;
+		limits[nl++] = g->grant_max_ttl;
+	}
+	ttl = tokens_ttl(req->requested_ttl, cfg->default_ttl, cfg->max_ttl,
+	    limits, nl);
+
+	if (util_random_token(16, out->jti, sizeof(out->jti)) != 0) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	out->scope = scopes_join(req->scopes);
+	iat = util_now();
+	claims = out->scope != NULL ?
+	    build_claims(cfg, req, out->scope, out->jti, iat, iat + ttl) : NULL;
+	if (claims == NULL) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	rc = keys_acquire(&ks);
+	if (rc != CS_OK) {
+		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "no signing key is available right now");
+		goto out;
+	}
+	key = keys_signing(ks);
+	out->access_token = jose_sign(key, TOKENS_TYP, claims, strlen(claims));
+	if (out->access_token == NULL) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "signing failed");
+		goto out;
+	}
+
+	{
+		json_t *d = json_pack("{s:s, s:s, s:I, s:s, s:s}", "scope",
+		    out->scope, "audience", req->audience, "ttl", (json_int_t)ttl,
+		    "kid", key->kid, "auth_method", req->client->method);
+
+		details = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
+		json_decref(d);
+	}
+	arr = db_text_array((const char *const *)req->scopes->items,
+	    req->scopes->n);
+	if (details == NULL || arr == NULL) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)req->client->agent_id);
+	snprintf(iatbuf, sizeof(iatbuf), "%lld", (long long)iat);
+	snprintf(expbuf, sizeof(expbuf), "%lld", (long long)(iat + ttl));
+	params[0] = idbuf;
+	params[1] = out->jti;
+	params[2] = arr;
+	params[3] = req->audience;
+	params[4] = req->client->client_id;
+	params[5] = key->kid;
+	params[6] = iatbuf;
+	params[7] = expbuf;
+	params[8] = req->client->name;
+	params[9] = details;
+	rc = db_exec(&insert_read_token, params, &res);
+	if (rc != CS_OK) {
+		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this token right now");
+		goto out;
+	}
+	if (db_nrows(res) != 1) {
+		/* A grant was revoked or the agent disabled a moment ago. */
+		rc = deny(req, "revoked_during_issuance", NULL, CS_ERR_INVALID_SCOPE,
+		    err, "a grant for the requested scopes was revoked");
+		goto out;
+	}
+	out->expires_in = ttl;
+	rc = CS_OK;
+out:
+	if (rc != CS_OK)
+		tokens_issued_clear(out);
+	keys_release(ks);
+	free(claims);
+	free(arr);
+	free(details);
+	db_result_free(res);
+	return rc;
+}

@@ -1,0 +1,59 @@
+/*
+ * tokens.h: the issuance policy and minting of access tokens (RFC 9068
+ * JWTs), and their audit.
+ *
+ * The invariant this module keeps: no token is returned unless its tokens
+ * row and its token.issued audit event have been committed, and the grants
+ * it rests on were live in that same statement.
+ */
+#ifndef TOKENS_H
+#define TOKENS_H
+
+#include <stdint.h>
+
+#include "agents.h"
+#include "config.h"
+#include "countersign.h"
+#include "scopes.h"
+
+/* The "typ" header of our access tokens (RFC 9068 §2.1). */
+#define TOKENS_TYP	"at+jwt"
+
+struct token_request {
+	const struct client *client;
+	const struct scope_list *scopes;
+	const char *audience;
+	int64_t requested_ttl;	/* seconds; 0 when the client asked none */
+};
+
+struct token_issued {
+	char *access_token;	/* owned; wiped by tokens_issued_clear */
+	char *scope;		/* owned */
+	int64_t expires_in;
+	char jti[CS_JTI_LEN + 1];
+};
+
+/*
+ * tokens_ttl(requested, def, global_max, limits, n): the lifetime to issue:
+ * requested (or def when requested is 0), capped by global_max and by every
+ * non-zero entry of limits[0..n). Pure; never returns less than 1.
+ */
+int64_t tokens_ttl(int64_t requested, int64_t def, int64_t global_max,
+    const int64_t *limits, size_t n);
+
+/*
+ * tokens_issue_read(cfg, req, out, err): the client_credentials path. Every
+ * requested scope must be a known read scope with a live grant for the
+ * audience; otherwise nothing is minted, a token.denied event records why,
+ * and CS_ERR_INVALID_SCOPE says which scope (write scopes: step-up needed).
+ * On CS_OK out holds the token; the caller releases it with
+ * tokens_issued_clear. Database trouble is CS_ERR_UNAVAILABLE.
+ */
+enum cs_err tokens_issue_read(const struct broker_config *cfg,
+    const struct token_request *req, struct token_issued *out,
+    struct cs_error *err);
+
+/* tokens_issued_clear(t): wipe and free what t holds. NULL-safe. */
+void tokens_issued_clear(struct token_issued *t);
+
+#endif

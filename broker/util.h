@@ -1,0 +1,74 @@
+/*
+ * util.h: small pure helpers with no better home: wiping secrets, strict
+ * number, duration and time parsing, name validation and random ids.
+ */
+#ifndef UTIL_H
+#define UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest duration the broker accepts anywhere: one year. */
+#define UTIL_DURATION_MAX	(366LL * 24 * 3600)
+
+/* util_secure_zero(p, n): overwrite n bytes at p; never optimised away. */
+void util_secure_zero(void *p, size_t n);
+
+/*
+ * util_parse_int64(s, min, max, out): parse a decimal integer that fills all
+ * of s (optional leading '-', no spaces, no '+', no leading zeros beyond a
+ * single "0") and lies in [min, max]. Returns 0 and sets *out, or -1.
+ */
+int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/*
+ * util_parse_duration(s, out): parse "90", "90s", "5m", "1h30m", "2d" into
+ * seconds. Units s, m, h, d; each unit at most once, in decreasing order; a
+ * bare number means seconds. The result must be in [1, UTIL_DURATION_MAX].
+ * Returns 0 and sets *out, or -1.
+ */
+int util_parse_duration(const char *s, int64_t *out);
+
+/*
+ * util_parse_rfc3339(s, out): parse an RFC 3339 date-time
+ * ("2026-01-02T03:04:05Z", optional fraction, 'Z' or +hh:mm/-hh:mm offset;
+ * 't'/'z' accepted) into seconds since the epoch (fraction dropped).
+ * Returns 0 or -1.
+ */
+int util_parse_rfc3339(const char *s, int64_t *out);
+
+/* util_format_rfc3339(t, buf, cap): "YYYY-MM-DDTHH:MM:SSZ"; 0 or -1. */
+int util_format_rfc3339(int64_t t, char *buf, size_t cap);
+
+/*
+ * util_valid_name(s): 1 if s is a valid name for an agent, approver or
+ * service: 1 to 64 characters from [A-Za-z0-9._-], starting alphanumeric.
+ */
+int util_valid_name(const char *s);
+
+/*
+ * util_valid_utf8(s, n): 1 if the n bytes at s are well-formed UTF-8 with
+ * no NUL and no C0 control character except tab, CR and LF.
+ */
+int util_valid_utf8(const char *s, size_t n);
+
+/*
+ * util_random_token(nbytes, out, cap): nbytes from RAND_bytes, base64url
+ * encoded into out (cap must be at least 4*nbytes/3+2). Returns 0 or -1.
+ */
+int util_random_token(size_t nbytes, char *out, size_t cap);
+
+/* util_now(): wall-clock seconds since the epoch (token times). */
+int64_t util_now(void);
+
+/* util_monotonic_ms(): monotonic milliseconds (timeouts, durations). */
+int64_t util_monotonic_ms(void);
+
+/*
+ * util_read_file(path, max, out, outlen): read a whole file of at most max
+ * bytes into a new NUL-terminated buffer. Returns 0, or -1 with errno set
+ * (EFBIG when larger than max).
+ */
+int util_read_file(const char *path, size_t max, char **out, size_t *outlen);
+
+#endif

@@ -1,0 +1,121 @@
+// End-to-end: the admin CLI against a real database. Every change writes an
+// audit event; mistakes exit non-zero with a message and change nothing.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Broker } from './lib.mjs';
+
+let b;
+
+before(async () => {
+  b = await Broker.start();
+});
+
+after(async () => {
+  await b.stop();
+});
+
+const count = (q) => Number(b.sql(q)[0][0]);
+
+test('migrate is idempotent and recorded', () => {
+  const r = b.cliOk('migrate');
+  assert.match(r.stdout, /0 applied/);
+  assert.equal(count('SELECT count(*) FROM schema_migrations'), 1);
+  assert.equal(count("SELECT count(*) FROM audit_events WHERE type = 'schema.migrated'"), 1);
+});
+
+test('agent add prints credentials once and stores only a hash', () => {
+  const r = b.cliOk('agent', 'add', 'cli-agent', '--owner', 'bob@example.com', '--json');
+  assert.equal(r.json.client_id, 'cli-agent');
+  assert.match(r.json.client_secret, /^[A-Za-z0-9_-]{43}$/);
+  assert.equal(r.json.owner, 'bob@example.com');
+  const rows = b.sql("SELECT owner, octet_length(secret_hash) FROM agents WHERE name = 'cli-agent'");
+  assert.deepEqual(rows, [['bob@example.com', '32']]);
+  const dump = b.sql('SELECT string_agg(a::text, \'\') FROM agents a')[0][0];
+  assert.ok(!dump.includes(r.json.client_secret));
+  assert.equal(count("SELECT count(*) FROM audit_events WHERE type = 'agent.created' AND subject = 'agent:cli-agent'"), 1);
+  // Without --json: human output, secret still shown once.
+  const h = b.cliOk('agent', 'add', 'cli-agent2');
+  assert.match(h.stdout, /client_secret: [A-Za-z0-9_-]{43}/);
+});
+
+test('mistakes exit non-zero and change nothing', () => {
+  const events = count('SELECT count(*) FROM audit_events');
+  const cases = [
+    [['agent', 'add', 'cli-agent'], 1, /already exists/],
+    [['agent', 'add', 'bad name'], 1, /name/],
+    [['agent', 'add', "x';--"], 1, /name/],
+    [['agent', 'add'], 2, /usage/],
+    [['agent', 'disable', 'ghost'], 1, /no agent/],
+    [['scope', 'add', 'x:y', '--kind', 'admin'], 1, /read or write/],
+    [['scope', 'add', 'x:y'], 2, /usage/],
+    [['scope', 'add', 'has space', '--kind', 'read'], 1, /scope/],
+    [['scope', 'add', 'x:z', '--kind', 'read', '--max-ttl', 'forever'], 2, /duration/],
+    [['grant', 'add', 'cli-agent', 'nope:scope', '--audience', 'a'], 1, /no scope/],
+    [['grant', 'add', 'ghost', 'x', '--audience', 'a'], 1, /no agent/],
+    [['grant', 'add', 'cli-agent', 'x'], 2, /usage/],
+    [['grant', 'add', 'cli-agent', 'x', '--audience', 'a', '--expires-at', 'tomorrow'], 2, /RFC 3339/],
+    [['grant', 'add', 'cli-agent', 'x', '--audience', 'a', '--expires-at', '2001-01-01T00:00:00Z'], 1, /past/],
+    [['grant', 'revoke', '999999'], 1, /no live grant/],
+    [['grant', 'revoke', 'abc'], 2, /usage/],
+    [['agent', 'add', 'y', '--bogus'], 2, /unknown option/],
+    [['frobnicate'], 2, /usage/],
+  ];
+  for (const [args, code, re] of cases) {
+    const r = b.cli(...args);
+    assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re, args.join(' '));
+  }
+  assert.equal(count('SELECT count(*) FROM audit_events'), events);
+});
+
+test('scopes and grants: add, list, revoke by id and by name, all audited', () => {
+  b.cliOk('scope', 'add', 'docs:read', '--kind', 'read', '--max-ttl', '10m');
+  b.cliOk('scope', 'add', 'docs:write', '--kind', 'write');
+  const scopes = b.cliOk('scope', 'list', '--json').json;
+  assert.deepEqual(scopes.find((s) => s.name === 'docs:read'), { name: 'docs:read', kind: 'read', max_ttl: 600 });
+  b.cliOk('agent', 'add', 'granted', '--json');
+  const g1 = b.cliOk('grant', 'add', 'granted', 'docs:read', '--audience', 'https://docs.example',
+    '--max-ttl', '5m', '--expires-at', '2099-01-01T00:00:00Z', '--json').json;
+  assert.equal(g1.agent, 'granted');
+  const dup = b.cli('grant', 'add', 'granted', 'docs:read', '--audience', 'https://docs.example');
+  assert.equal(dup.code, 1);
+  assert.match(dup.stderr, /already has a live grant/);
+  b.cliOk('grant', 'add', 'granted', 'docs:write', '--audience', 'https://docs.example');
+  let list = b.cliOk('grant', 'list', 'granted', '--json').json;
+  assert.equal(list.length, 2);
+  assert.equal(list[0].max_ttl, 300);
+  assert.equal(list[0].live, true);
+  b.cliOk('grant', 'revoke', String(g1.id));
+  b.cliOk('grant', 'revoke', 'granted', 'docs:write', '--audience', 'https://docs.example');
+  list = b.cliOk('grant', 'list', 'granted', '--json').json;
+  assert.ok(list.every((g) => g.live === false && g.revoked_at));
+  // A revoked grant can be granted again.
+  b.cliOk('grant', 'add', 'granted', 'docs:read', '--audience', 'https://docs.example');
+  assert.equal(count("SELECT count(*) FROM audit_events WHERE type = 'grant.created' AND subject = 'agent:granted'"), 3);
+  assert.equal(count("SELECT count(*) FROM audit_events WHERE type = 'grant.revoked' AND subject = 'agent:granted'"), 2);
+  assert.equal(count("SELECT count(*) FROM audit_events WHERE type = 'scope.created' AND subject LIKE 'scope:docs:%'"), 2);
+  const agents = b.cliOk('agent', 'list', '--json').json;
+  assert.ok(agents.some((a) => a.name === 'granted' && a.disabled === false));
+  assert.ok(agents.every((a) => a.client_secret === undefined && a.secret_hash === undefined));
+});
+
+test('keys rotate makes a new current key and both stay published', async () => {
+  const before = (await b.get('/.well-known/jwks.json')).json.keys.map((k) => k.kid);
+  const r = b.cliOk('keys', 'rotate', '--json');
+  assert.match(r.json.kid, /^[A-Za-z0-9_-]{43}$/);
+  assert.equal(count(`SELECT count(*) FROM audit_events WHERE type = 'key.rotated' AND subject = '${r.json.kid}'`), 1);
+  const [[state]] = b.sql(`SELECT state FROM signing_keys WHERE kid = '${r.json.kid}'`);
+  assert.equal(state, 'current');
+  // The broker picks the new key up within its refresh interval (2 s in tests).
+  let kids = [];
+  for (let i = 0; i < 40; i++) {
+    kids = (await b.get('/.well-known/jwks.json')).json.keys.map((k) => k.kid);
+    if (kids.includes(r.json.kid)) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.ok(kids.includes(r.json.kid));
+  for (const k of before) assert.ok(kids.includes(k));
+  // The private half is stored encrypted, never as PEM or raw DER.
+  const [[enc]] = b.sql(`SELECT encode(private_enc, 'escape') FROM signing_keys WHERE kid = '${r.json.kid}'`);
+  assert.ok(!enc.includes('PRIVATE KEY'));
+});
