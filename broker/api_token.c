@@ -7,6 +7,7 @@
 
 #include "agents.h"
 #include "api.h"
+#include "approvals.h"
 #include "form.h"
 #include "scopes.h"
 #include "tokens.h"
@@ -15,8 +16,54 @@
 /* Parameters that OAuth forbids repeating and we read. */
 static const char *const single_params[] = {
 	"grant_type", "scope", "requested_ttl", "client_id", "client_secret",
-	NULL
+	"auth_req_id", "binding_message", "requested_expiry",
+	"authorization_details", NULL
 };
+
+#define CIBA_GRANT	"urn:openid:params:grant-type:ciba"
+
+/* Reply with a fresh token (RFC 6749 §5.1). */
+static void
+reply_token(struct http_req *req, const struct token_issued *tok)
+{
+	json_t *j;
+
+	http_log_field(req, "jti", tok->jti);
+	j = json_pack("{s:s, s:s, s:I, s:s}", "access_token", tok->access_token,
+	    "token_type", "Bearer", "expires_in", (json_int_t)tok->expires_in,
+	    "scope", tok->scope);
+	http_reply_json(req, 200, j);
+}
+
+/* The CIBA poll: collect the token of an approved request. */
+static void
+ciba(struct http_req *req, const struct form *f, const struct client *client)
+{
+	struct token_issued tok = { 0 };
+	struct cs_error err;
+	const char *id = form_get(f, "auth_req_id", NULL);
+	size_t nres = 0;
+
+	if (id == NULL) {
+		http_reply_errorf(req, CS_ERR_INVALID_REQUEST,
+		    "auth_req_id is required");
+		return;
+	}
+	form_get(f, "resource", &nres);
+	if (nres > 1) {
+		http_reply_errorf(req, CS_ERR_INVALID_TARGET,
+		    "one resource per token");
+		return;
+	}
+	http_log_field(req, "auth_req_id", id);
+	if (approvals_collect(api_config(), client, id, form_get(f, "scope", NULL),
+	    form_get(f, "resource", NULL), &tok, &err) != CS_OK) {
+		http_reply_error(req, &err);
+		return;
+	}
+	reply_token(req, &tok);
+	tokens_issued_clear(&tok);
+}
 
 /*
  * Parse the body shared by every client-authenticated POST endpoint.
@@ -102,7 +149,6 @@ client_credentials(struct http_req *req, const struct form *f,
 	struct cs_error err;
 	const char *scope, *resource = NULL, *ttl_text;
 	int64_t ttl = 0;
-	json_t *j;
 
 	scope = form_get(f, "scope", NULL);
 	if (scope == NULL) {
@@ -131,11 +177,7 @@ client_credentials(struct http_req *req, const struct form *f,
 		http_reply_error(req, &err);
 		goto out;
 	}
-	http_log_field(req, "jti", tok.jti);
-	j = json_pack("{s:s, s:s, s:I, s:s}", "access_token", tok.access_token,
-	    "token_type", "Bearer", "expires_in", (json_int_t)tok.expires_in,
-	    "scope", tok.scope);
-	http_reply_json(req, 200, j);
+	reply_token(req, &tok);
 out:
 	tokens_issued_clear(&tok);
 	scopes_clear(&scopes);
@@ -169,9 +211,98 @@ api_token(struct http_req *req)
 	http_log_field(req, "agent", client.name);
 	if (strcmp(gt, "client_credentials") == 0)
 		client_credentials(req, f, &client);
+	else if (strcmp(gt, CIBA_GRANT) == 0)
+		ciba(req, f, &client);
 	else
 		http_reply_errorf(req, CS_ERR_UNSUPPORTED_GRANT_TYPE,
-		    "grant_type must be client_credentials");
+		    "grant_type must be client_credentials or " CIBA_GRANT);
 out:
+	form_free(f);
+}
+
+/*
+ * POST /oauth2/bc-authorize: an agent asks a human to approve a write
+ * scope (CIBA-style backchannel authentication request, poll mode).
+ */
+void
+api_bc_authorize(struct http_req *req)
+{
+	struct form *f = NULL;
+	struct client client;
+	struct scope_list scopes = { 0 };
+	struct approval_ask ask;
+	struct cs_error err;
+	const char *scope, *resource = NULL, *text, *msg;
+	char id[APPROVALS_ID_LEN + 1];
+	int64_t ttl = 0, expiry = 0, expires_in = 0, interval = 0;
+
+	f = parse_form_body(req);
+	if (f == NULL)
+		return;
+	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
+	    "bc-authorize", &client, &err) != CS_OK) {
+		if (err.code == CS_ERR_INVALID_CLIENT)
+			http_add_header(req, "WWW-Authenticate",
+			    "Basic realm=\"countersign\"");
+		http_reply_error(req, &err);
+		goto out;
+	}
+	http_log_field(req, "agent", client.name);
+	scope = form_get(f, "scope", NULL);
+	if (scope == NULL) {
+		http_reply_errorf(req, CS_ERR_INVALID_SCOPE, "scope is required");
+		goto out;
+	}
+	if (scopes_parse(scope, &scopes, &err) != CS_OK) {
+		http_reply_error(req, &err);
+		goto out;
+	}
+	if (check_resource(req, f, &resource) != 0)
+		goto out;
+	text = form_get(f, "requested_ttl", NULL);
+	if (text != NULL && util_parse_int64(text, 1, UTIL_DURATION_MAX,
+	    &ttl) != 0) {
+		http_reply_errorf(req, CS_ERR_INVALID_REQUEST, "requested_ttl "
+		    "must be a positive number of seconds");
+		goto out;
+	}
+	text = form_get(f, "requested_expiry", NULL);
+	if (text != NULL && util_parse_int64(text, 1, UTIL_DURATION_MAX,
+	    &expiry) != 0) {
+		http_reply_errorf(req, CS_ERR_INVALID_REQUEST, "requested_expiry "
+		    "must be a positive number of seconds");
+		goto out;
+	}
+	msg = form_get(f, "binding_message", NULL);
+	if (msg == NULL || msg[0] == '\0') {
+		http_reply_errorf(req, CS_ERR_INVALID_REQUEST, "binding_message is "
+		    "required: tell the approver why the agent needs this");
+		goto out;
+	}
+	if (strlen(msg) > APPROVALS_MESSAGE_MAX || !approvals_check_text(msg)) {
+		http_reply_errorf(req, CS_ERR_INVALID_REQUEST, "binding_message "
+		    "must be text of at most %d bytes without control or "
+		    "bidirectional characters", APPROVALS_MESSAGE_MAX);
+		goto out;
+	}
+	memset(&ask, 0, sizeof(ask));
+	ask.client = &client;
+	ask.scopes = &scopes;
+	ask.audience = resource;
+	ask.requested_ttl = ttl;
+	ask.requested_expiry = expiry;
+	ask.binding_message = msg;
+	ask.authorization_details = form_get(f, "authorization_details", NULL);
+	if (approvals_request(api_config(), &ask, id, &expires_in, &interval,
+	    &err) != CS_OK) {
+		http_reply_error(req, &err);
+		goto out;
+	}
+	http_log_field(req, "auth_req_id", id);
+	http_reply_json(req, 200, json_pack("{s:s, s:I, s:I}", "auth_req_id", id,
+	    "expires_in", (json_int_t)expires_in, "interval",
+	    (json_int_t)interval));
+out:
+	scopes_clear(&scopes);
 	form_free(f);
 }

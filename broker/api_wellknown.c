@@ -14,12 +14,16 @@ static char *metadata;		/* built once: it only depends on config */
 static size_t metadata_len;
 
 const struct http_route api_routes[] = {
-	{ "POST", "/oauth2/token", api_token },
-	{ "GET", "/.well-known/jwks.json", api_jwks },
-	{ "GET", "/.well-known/oauth-authorization-server", api_metadata },
-	{ "GET", "/healthz", api_healthz },
-	{ "GET", "/readyz", api_readyz },
-	{ NULL, NULL, NULL }
+	{ "POST", "/oauth2/token", api_token, 0 },
+	{ "POST", "/oauth2/bc-authorize", api_bc_authorize, 0 },
+	{ "GET", "/v1/approvals", api_approvals_list, 0 },
+	{ "GET", "/v1/approvals/", api_approvals_item, 1 },
+	{ "POST", "/v1/approvals/", api_approvals_item, 1 },
+	{ "GET", "/.well-known/jwks.json", api_jwks, 0 },
+	{ "GET", "/.well-known/oauth-authorization-server", api_metadata, 0 },
+	{ "GET", "/healthz", api_healthz, 0 },
+	{ "GET", "/readyz", api_readyz, 0 },
+	{ NULL, NULL, NULL, 0 }
 };
 
 const struct broker_config *
@@ -31,17 +35,23 @@ api_config(void)
 int
 api_init(const struct broker_config *cfg)
 {
-	char token_ep[600], jwks[600];
+	char token_ep[600], jwks[600], bc[600];
 	json_t *m;
 
 	cfg_ = cfg;
 	snprintf(token_ep, sizeof(token_ep), "%s/oauth2/token", cfg->issuer);
 	snprintf(jwks, sizeof(jwks), "%s/.well-known/jwks.json", cfg->issuer);
-	m = json_pack("{s:s, s:s, s:s, s:[s], s:[], s:[s, s], s:[s]}",
+	snprintf(bc, sizeof(bc), "%s/oauth2/bc-authorize", cfg->issuer);
+	m = json_pack("{s:s, s:s, s:s, s:s, s:[s], s:b, s:[s, s], s:[], "
+	    "s:[s, s], s:[s]}",
 	    "issuer", cfg->issuer,
 	    "token_endpoint", token_ep,
 	    "jwks_uri", jwks,
+	    "backchannel_authentication_endpoint", bc,
+	    "backchannel_token_delivery_modes_supported", "poll",
+	    "backchannel_user_code_parameter_supported", 0,
 	    "grant_types_supported", "client_credentials",
+	    "urn:openid:params:grant-type:ciba",
 	    "response_types_supported",
 	    "token_endpoint_auth_methods_supported", "client_secret_basic",
 	    "client_secret_post",

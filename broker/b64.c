@@ -8,40 +8,60 @@
  * signature.
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "b64.h"
 
-static const char b64_url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-static const char b64_std_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/*
+ * The characters for values 62 and 63; everything else is shared. Index 0
+ * is standard base64, index 1 base64url.
+ */
+static const unsigned char b64_c62[2] = { '+', '-' };
+static const unsigned char b64_c63[2] = { '/', '_' };
 
 /*
- * Map one character to its 6-bit value, or -1. A switch on ranges rather
- * than a 256-entry table keeps the two alphabets obviously distinct and
- * cannot be confused by a signed char index.
+ * All-ones if lo <= c <= hi, else zero, without a branch or a table
+ * lookup. b64.c also decodes secrets (the master key file, HTTP Basic
+ * client credentials), so the time taken must not depend on which
+ * characters they contain. Arguments are at most 255, so c - lo and hi - c
+ * set bit 31 exactly when they wrap.
+ */
+static uint32_t
+b64_ct_range(uint32_t c, uint32_t lo, uint32_t hi)
+{
+	return 0U - ((((c - lo) | (hi - c)) >> 31) ^ 1);
+}
+
+/* The character for a 6-bit value, in constant time. */
+static char
+b64_char(uint32_t v, int url)
+{
+	uint32_t c;
+
+	c = (b64_ct_range(v, 0, 25) & (v + 'A')) |
+	    (b64_ct_range(v, 26, 51) & (v - 26 + 'a')) |
+	    (b64_ct_range(v, 52, 61) & (v - 52 + '0')) |
+	    (b64_ct_range(v, 62, 62) & b64_c62[url]) |
+	    (b64_ct_range(v, 63, 63) & b64_c63[url]);
+	return (char)c;
+}
+
+/*
+ * The 6-bit value of a character, or -1 if it is not in the alphabet
+ * selected by url, in constant time: each range contributes its value
+ * plus one under a mask, and nothing matched leaves zero.
  */
 static int
-b64_value(unsigned char c, int url)
+b64_value(unsigned char ch, int url)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (url) {
-		if (c == '-')
-			return 62;
-		if (c == '_')
-			return 63;
-	} else {
-		if (c == '+')
-			return 62;
-		if (c == '/')
-			return 63;
-	}
-	return -1;
+	uint32_t c = ch, v;
+
+	v = (b64_ct_range(c, 'A', 'Z') & (c - 'A' + 1)) |
+	    (b64_ct_range(c, 'a', 'z') & (c - 'a' + 27)) |
+	    (b64_ct_range(c, '0', '9') & (c - '0' + 53)) |
+	    (b64_ct_range(c, b64_c62[url], b64_c62[url]) & 63) |
+	    (b64_ct_range(c, b64_c63[url], b64_c63[url]) & 64);
+	return (int)v - 1;
 }
 
 size_t
@@ -67,37 +87,36 @@ b64_decoded_max(size_t n)
 }
 
 /*
- * Encode n bytes with alphabet a; append '=' padding when pad is set.
- * Returns the number of characters written before the NUL.
+ * Encode n bytes with the alphabet selected by url, appending '=' padding
+ * when pad is set. Returns the number of characters written before the NUL.
  */
 static size_t
-b64_encode(const unsigned char *in, size_t n, char *out, const char *a,
-    int pad)
+b64_encode(const unsigned char *in, size_t n, char *out, int url, int pad)
 {
 	size_t i, o = 0;
-	unsigned long v;
+	uint32_t v;
 
 	for (i = 0; i + 3 <= n; i += 3) {
-		v = (unsigned long)in[i] << 16 | (unsigned long)in[i + 1] << 8 |
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
 		    in[i + 2];
-		out[o++] = a[v >> 18 & 0x3f];
-		out[o++] = a[v >> 12 & 0x3f];
-		out[o++] = a[v >> 6 & 0x3f];
-		out[o++] = a[v & 0x3f];
+		out[o++] = b64_char(v >> 18 & 0x3f, url);
+		out[o++] = b64_char(v >> 12 & 0x3f, url);
+		out[o++] = b64_char(v >> 6 & 0x3f, url);
+		out[o++] = b64_char(v & 0x3f, url);
 	}
 	if (n - i == 1) {
-		v = (unsigned long)in[i] << 16;
-		out[o++] = a[v >> 18 & 0x3f];
-		out[o++] = a[v >> 12 & 0x3f];
+		v = (uint32_t)in[i] << 16;
+		out[o++] = b64_char(v >> 18 & 0x3f, url);
+		out[o++] = b64_char(v >> 12 & 0x3f, url);
 		if (pad) {
 			out[o++] = '=';
 			out[o++] = '=';
 		}
 	} else if (n - i == 2) {
-		v = (unsigned long)in[i] << 16 | (unsigned long)in[i + 1] << 8;
-		out[o++] = a[v >> 18 & 0x3f];
-		out[o++] = a[v >> 12 & 0x3f];
-		out[o++] = a[v >> 6 & 0x3f];
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+		out[o++] = b64_char(v >> 18 & 0x3f, url);
+		out[o++] = b64_char(v >> 12 & 0x3f, url);
+		out[o++] = b64_char(v >> 6 & 0x3f, url);
 		if (pad)
 			out[o++] = '=';
 	}
@@ -108,13 +127,13 @@ b64_encode(const unsigned char *in, size_t n, char *out, const char *a,
 size_t
 b64_url_encode(const unsigned char *in, size_t n, char *out)
 {
-	return b64_encode(in, n, out, b64_url_alphabet, 0);
+	return b64_encode(in, n, out, 1, 0);
 }
 
 size_t
 b64_std_encode(const unsigned char *in, size_t n, char *out)
 {
-	return b64_encode(in, n, out, b64_std_alphabet, 1);
+	return b64_encode(in, n, out, 0, 1);
 }
 
 /*
@@ -128,7 +147,7 @@ b64_decode(const char *in, size_t n, unsigned char *out, size_t outcap,
 {
 	const unsigned char *s = (const unsigned char *)in;
 	size_t i, o = 0, need, rem;
-	unsigned long v;
+	uint32_t v;
 	int c0, c1, c2, c3;
 	int rc = -1;
 
@@ -146,8 +165,8 @@ b64_decode(const char *in, size_t n, unsigned char *out, size_t outcap,
 		c3 = b64_value(s[i + 3], url);
 		if (c0 < 0 || c1 < 0 || c2 < 0 || c3 < 0)
 			goto out;
-		v = (unsigned long)c0 << 18 | (unsigned long)c1 << 12 |
-		    (unsigned long)c2 << 6 | (unsigned long)c3;
+		v = (uint32_t)c0 << 18 | (uint32_t)c1 << 12 |
+		    (uint32_t)c2 << 6 | (uint32_t)c3;
 		out[o++] = (unsigned char)(v >> 16);
 		out[o++] = (unsigned char)(v >> 8);
 		out[o++] = (unsigned char)v;
@@ -169,8 +188,8 @@ b64_decode(const char *in, size_t n, unsigned char *out, size_t outcap,
 		/* Eighteen bits carry two bytes; two bits must be zero. */
 		if (c0 < 0 || c1 < 0 || c2 < 0 || (c2 & 0x03) != 0)
 			goto out;
-		v = (unsigned long)c0 << 18 | (unsigned long)c1 << 12 |
-		    (unsigned long)c2 << 6;
+		v = (uint32_t)c0 << 18 | (uint32_t)c1 << 12 |
+		    (uint32_t)c2 << 6;
 		out[o++] = (unsigned char)(v >> 16);
 		out[o++] = (unsigned char)(v >> 8);
 	}

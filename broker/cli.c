@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "agents.h"
+#include "approvals.h"
 #include "cli.h"
+#include "httpclient.h"
 #include "db.h"
 #include "grants.h"
 #include "keys.h"
@@ -28,6 +30,9 @@ struct args {
 	int npos;
 	int json;
 	const char *owner, *kind, *max_ttl, *audience, *expires_at;
+	const char *approvals, *group, *uses, *groups, *email, *reason;
+	const char *scope, *ttl, *url, *state;
+	int owner_may_approve;
 };
 
 static char actor[CS_NAME_MAX + 16];
@@ -49,6 +54,13 @@ cli_usage(void)
 	    "            [--expires-at RFC3339] [--json]\n"
 	    "  grant revoke ID | grant revoke AGENT SCOPE --audience AUD\n"
 	    "  grant list [AGENT] [--json]\n"
+	    "  approver add NAME --groups G[,G...] [--email EMAIL] [--json]\n"
+	    "  approver disable NAME\n"
+	    "  approver list [--json]\n"
+	    "  approvals list [--state STATE] [--json]      (as an approver, over HTTP)\n"
+	    "  approvals show ID [--json]\n"
+	    "  approvals approve ID [--reason TEXT] [--scope S] [--ttl SECONDS] [--json]\n"
+	    "  approvals deny ID --reason TEXT [--json]\n"
 	    "  keys rotate [--json]\n"
 	    "  version\n"
 	    "\n"
@@ -88,6 +100,10 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			a->json = 1;
 			continue;
 		}
+		if (strcmp(arg, "--owner-may-approve") == 0) {
+			a->owner_may_approve = 1;
+			continue;
+		}
 		if (strcmp(arg, "--owner") == 0)
 			slot = &a->owner;
 		else if (strcmp(arg, "--kind") == 0)
@@ -98,6 +114,26 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			slot = &a->audience;
 		else if (strcmp(arg, "--expires-at") == 0)
 			slot = &a->expires_at;
+		else if (strcmp(arg, "--approvals") == 0)
+			slot = &a->approvals;
+		else if (strcmp(arg, "--approver-group") == 0)
+			slot = &a->group;
+		else if (strcmp(arg, "--uses") == 0)
+			slot = &a->uses;
+		else if (strcmp(arg, "--groups") == 0)
+			slot = &a->groups;
+		else if (strcmp(arg, "--email") == 0)
+			slot = &a->email;
+		else if (strcmp(arg, "--reason") == 0)
+			slot = &a->reason;
+		else if (strcmp(arg, "--scope") == 0)
+			slot = &a->scope;
+		else if (strcmp(arg, "--ttl") == 0)
+			slot = &a->ttl;
+		else if (strcmp(arg, "--url") == 0)
+			slot = &a->url;
+		else if (strcmp(arg, "--state") == 0)
+			slot = &a->state;
 		if (slot == NULL || i + 1 >= argc) {
 			fprintf(stderr, "countersign: %s needs a value\n", arg);
 			return -1;
@@ -232,12 +268,38 @@ cmd_scope(int argc, char **argv)
 	if (argc < 1)
 		goto usage;
 	if (strcmp(argv[0], "add") == 0) {
-		if (parse_args(argc - 1, argv + 1, "--kind --max-ttl --json",
+		struct scope_policy p;
+		int64_t n;
+
+		if (parse_args(argc - 1, argv + 1, "--kind --max-ttl --approvals "
+		    "--approver-group --owner-may-approve --uses --json",
 		    &a) != 0 || a.npos != 1 || a.kind == NULL)
 			goto usage;
 		if (parse_ttl_flag(a.max_ttl, &ttl) != 0)
 			return 2;
-		if (grants_scope_add(a.pos[0], a.kind, ttl, actor, &err) != CS_OK)
+		memset(&p, 0, sizeof(p));
+		p.name = a.pos[0];
+		p.kind = a.kind;
+		p.max_ttl = ttl;
+		p.approvals_required = 1;
+		p.approver_group = a.group;
+		p.owner_may_approve = a.owner_may_approve;
+		if (a.approvals != NULL) {
+			if (util_parse_int64(a.approvals, 1, 10, &n) != 0) {
+				fprintf(stderr, "countersign: --approvals must be "
+				    "between 1 and 10\n");
+				return 2;
+			}
+			p.approvals_required = (int)n;
+		}
+		if (a.uses != NULL) {
+			if (util_parse_int64(a.uses, 1, 1000000, &p.max_uses) != 0) {
+				fprintf(stderr, "countersign: --uses must be between "
+				    "1 and 1000000\n");
+				return 2;
+			}
+		}
+		if (grants_scope_add(&p, actor, &err) != CS_OK)
 			return fail(&err);
 		if (a.json)
 			print_json(json_pack("{s:s, s:s, s:I*}", "name", a.pos[0],
@@ -258,7 +320,9 @@ cmd_scope(int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: countersign scope add NAME --kind read|write "
-	    "[--max-ttl DURATION] [--json] | scope list [--json]\n");
+	    "[--max-ttl DURATION] [--approvals N] [--approver-group G]\n"
+	    "           [--owner-may-approve] [--uses N] [--json]\n"
+	    "       countersign scope list [--json]\n");
 	return 2;
 }
 
@@ -366,6 +430,237 @@ cmd_keys(int argc, char **argv)
 }
 
 static int
+cmd_approver(int argc, char **argv)
+{
+	struct cs_error err;
+	struct args a;
+
+	if (argc < 1)
+		goto usage;
+	if (strcmp(argv[0], "add") == 0) {
+		char key[APPROVALS_KEY_LEN + 1];
+
+		if (parse_args(argc - 1, argv + 1, "--groups --email --json",
+		    &a) != 0 || a.npos != 1 || a.groups == NULL)
+			goto usage;
+		if (approvals_approver_add(a.pos[0], a.email, a.groups, actor, key,
+		    &err) != CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:s, s:s, s:s, s:s?}", "name",
+			    a.pos[0], "api_key", key, "groups", a.groups, "email",
+			    a.email));
+		else
+			printf("approver %s created\napi_key: %s\n"
+			    "(the key is shown only once)\n", a.pos[0], key);
+		util_secure_zero(key, sizeof(key));
+		return 0;
+	}
+	if (strcmp(argv[0], "disable") == 0) {
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 1)
+			goto usage;
+		if (approvals_approver_disable(a.pos[0], actor, &err) != CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:s, s:b}", "name", a.pos[0],
+			    "disabled", 1));
+		else
+			printf("approver %s disabled\n", a.pos[0]);
+		return 0;
+	}
+	if (strcmp(argv[0], "list") == 0) {
+		json_t *list = NULL;
+		enum cs_err rc;
+
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 0)
+			goto usage;
+		rc = approvals_approver_list(&list);
+		return print_list(rc, list, a.json, "approvers");
+	}
+usage:
+	fprintf(stderr, "usage: countersign approver add NAME --groups G[,G...] "
+	    "[--email EMAIL] [--json] | approver disable NAME | approver list "
+	    "[--json]\n");
+	return 2;
+}
+
+/*
+ * One call to the broker's approver API with the key from
+ * COUNTERSIGN_APPROVER_KEY. Returns the HTTP status (0 on transport
+ * failure) and the parsed JSON body in *out (may be NULL).
+ */
+static long
+approver_call(const char *base, const char *method, const char *path,
+    json_t *body, json_t **out)
+{
+	const char *key = getenv("COUNTERSIGN_APPROVER_KEY");
+	char url[1200], *text = NULL, *resp = NULL;
+	long status = 0;
+
+	*out = NULL;
+	if (key == NULL || key[0] == '\0') {
+		fprintf(stderr, "countersign: set COUNTERSIGN_APPROVER_KEY to your "
+		    "approver key\n");
+		return 0;
+	}
+	snprintf(url, sizeof(url), "%s%s", base, path);
+	if (body != NULL)
+		text = json_dumps(body, JSON_COMPACT);
+	if (httpclient_request(method, url, key, text != NULL ?
+	    "application/json" : NULL, text, text != NULL ? strlen(text) : 0,
+	    10, &status, &resp, NULL) != 0) {
+		fprintf(stderr, "countersign: cannot reach %s\n", base);
+		status = 0;
+	} else if (resp != NULL) {
+		*out = json_loads(resp, 0, NULL);
+	}
+	free(text);
+	free(resp);
+	return status;
+}
+
+static int
+api_failed(long status, json_t *body)
+{
+	if (status != 0)
+		fprintf(stderr, "countersign: %ld %s: %s\n", status,
+		    json_string_value(json_object_get(body, "error")) ?
+		    json_string_value(json_object_get(body, "error")) : "error",
+		    json_string_value(json_object_get(body, "error_description")) ?
+		    json_string_value(json_object_get(body, "error_description")) :
+		    "");
+	json_decref(body);
+	return 1;
+}
+
+/* One line per request for humans. */
+static void
+print_request(const json_t *r)
+{
+	const json_t *s;
+	size_t i;
+
+	printf("%s  %-8s agent=%s scopes=", json_string_value(json_object_get(r,
+	    "id")), json_string_value(json_object_get(r, "state")),
+	    json_string_value(json_object_get(r, "agent")));
+	json_array_foreach(json_object_get(r, "scopes"), i, s)
+		printf("%s%s%s", i > 0 ? "," : "",
+		    json_string_value(json_object_get(s, "name")),
+		    strcmp(json_string_value(json_object_get(s, "kind")), "read") ?
+		    "(WRITE)" : "");
+	printf(" audience=%s ttl=%llds approvals=%lld/%lld expires_in=%llds\n"
+	    "    why: %s\n", json_string_value(json_object_get(r, "audience")),
+	    (long long)json_integer_value(json_object_get(r, "ttl")),
+	    (long long)json_integer_value(json_object_get(r, "approvals")),
+	    (long long)json_integer_value(json_object_get(r,
+	    "approvals_required")),
+	    (long long)json_integer_value(json_object_get(r, "expires_in")),
+	    json_string_value(json_object_get(r, "binding_message")));
+}
+
+static int
+cmd_approvals(const struct broker_config *cfg, int argc, char **argv)
+{
+	struct args a;
+	const char *base;
+	char path[256];
+	json_t *body = NULL;
+	long status;
+	size_t i;
+
+	if (argc < 1)
+		goto usage;
+	if (parse_args(argc - 1, argv + 1, "--state --reason --scope --ttl "
+	    "--url --json", &a) != 0)
+		goto usage;
+	base = a.url != NULL ? a.url : getenv("COUNTERSIGN_URL") != NULL ?
+	    getenv("COUNTERSIGN_URL") : cfg->issuer;
+	if (httpclient_global_init() != 0)
+		return 1;
+	if (strcmp(argv[0], "list") == 0 && a.npos == 0) {
+		json_t *r;
+
+		snprintf(path, sizeof(path), "/v1/approvals?state=%s",
+		    a.state != NULL && util_valid_name(a.state) ? a.state : "pending");
+		status = approver_call(base, "GET", path, NULL, &body);
+		if (status != 200)
+			return api_failed(status, body);
+		if (a.json)
+			print_json(json_incref(json_object_get(body, "approvals")));
+		else
+			json_array_foreach(json_object_get(body, "approvals"), i, r)
+				print_request(r);
+		json_decref(body);
+		return 0;
+	}
+	if (a.npos != 1 || !util_valid_id(a.pos[0], strlen(a.pos[0])))
+		goto usage;
+	snprintf(path, sizeof(path), "/v1/approvals/%s", a.pos[0]);
+	status = approver_call(base, "GET", path, NULL, &body);
+	if (status != 200)
+		return api_failed(status, body);
+	if (strcmp(argv[0], "show") == 0) {
+		if (a.json)
+			print_json(body);
+		else {
+			print_request(body);
+			json_decref(body);
+		}
+		return 0;
+	}
+	if (strcmp(argv[0], "approve") == 0 || strcmp(argv[0], "deny") == 0) {
+		int approve = strcmp(argv[0], "approve") == 0;
+		json_t *req, *result = NULL;
+		int64_t ttl = 0;
+
+		if (!approve && a.reason == NULL) {
+			json_decref(body);
+			goto usage;
+		}
+		/* Bind the decision to the parameters we just fetched. */
+		req = json_pack("{s:s, s:s?}", "params_hash", json_string_value(
+		    json_object_get(body, "params_hash")), "reason", a.reason);
+		json_decref(body);
+		if (approve && a.scope != NULL)
+			json_object_set_new(req, "scope", json_string(a.scope));
+		if (approve && a.ttl != NULL) {
+			if (util_parse_int64(a.ttl, 1, UTIL_DURATION_MAX, &ttl) != 0) {
+				json_decref(req);
+				goto usage;
+			}
+			json_object_set_new(req, "ttl", json_integer(ttl));
+		}
+		snprintf(path, sizeof(path), "/v1/approvals/%s/%s", a.pos[0],
+		    approve ? "approve" : "deny");
+		status = approver_call(base, "POST", path, req, &result);
+		json_decref(req);
+		if (status != 200)
+			return api_failed(status, result);
+		if (a.json)
+			print_json(result);
+		else {
+			printf("%s: %s\n", approve ? "approved" : "denied",
+			    a.pos[0]);
+			print_request(result);
+			json_decref(result);
+		}
+		return 0;
+	}
+	json_decref(body);
+usage:
+	fprintf(stderr, "usage: countersign approvals list [--state STATE] "
+	    "[--json] | approvals show ID\n"
+	    "       countersign approvals approve ID [--reason TEXT] [--scope S] "
+	    "[--ttl SECONDS] [--json]\n"
+	    "       countersign approvals deny ID --reason TEXT [--json]\n"
+	    "(the approver key comes from COUNTERSIGN_APPROVER_KEY, the broker URL "
+	    "from --url, COUNTERSIGN_URL or the issuer)\n");
+	return 2;
+}
+
+static int
 cmd_migrate(void)
 {
 	char err[512];
@@ -388,6 +683,9 @@ cli_run(const struct broker_config *cfg, int argc, char **argv)
 
 	snprintf(actor, sizeof(actor), "admin:%.48s",
 	    pw != NULL ? pw->pw_name : "unknown");
+	/* Approvers act through the HTTP API, with neither database nor keys. */
+	if (strcmp(argv[0], "approvals") == 0)
+		return cmd_approvals(cfg, argc - 1, argv + 1);
 	if (db_init(cfg->database_url, cfg->db_connect_timeout,
 	    cfg->db_statement_timeout) != 0)
 		return 1;
@@ -409,6 +707,8 @@ cli_run(const struct broker_config *cfg, int argc, char **argv)
 		rc = cmd_grant(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "keys") == 0)
 		rc = cmd_keys(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "approver") == 0)
+		rc = cmd_approver(argc - 1, argv + 1);
 	else {
 		cli_usage();
 		rc = 2;

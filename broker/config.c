@@ -40,6 +40,10 @@ static const struct setting settings[] = {
 	S("db_statement_timeout", T_INT, db_statement_timeout, 1, 600000),
 	S("key_refresh", T_DURATION, key_refresh, 1, 86400),
 	S("log_level", T_LEVEL, log_level, 0, 0),
+	S("approval_timeout", T_DURATION, approval_timeout, 10, 86400),
+	S("poll_interval", T_INT, poll_interval, 1, 60),
+	S("webhook_url", T_STRING, webhook_url, 0, 0),
+	S("webhook_timeout", T_INT, webhook_timeout, 1, 60),
 };
 
 void
@@ -62,6 +66,9 @@ config_defaults(struct broker_config *cfg)
 	cfg->db_statement_timeout = 5000;
 	cfg->key_refresh = 30;
 	cfg->log_level = LOG_LEVEL_INFO;
+	cfg->approval_timeout = 600;
+	cfg->poll_interval = 5;
+	cfg->webhook_timeout = 5;
 }
 
 static int
@@ -285,6 +292,12 @@ config_load(const char *path, struct broker_config *cfg, char *errbuf,
 	if (strncmp(cfg->issuer, "https://", 8) != 0 &&
 	    strncmp(cfg->issuer, "http://", 7) != 0) {
 		snprintf(errbuf, errlen, "issuer must be an http(s) URL");
+		return -1;
+	}
+	if (cfg->webhook_url[0] != '\0' &&
+	    strncmp(cfg->webhook_url, "https://", 8) != 0 &&
+	    strncmp(cfg->webhook_url, "http://", 7) != 0) {
+		snprintf(errbuf, errlen, "webhook_url must be an http(s) URL");
 		return -1;
 	}
 	if (cfg->default_ttl > cfg->max_ttl) {

@@ -36,6 +36,10 @@ struct broker_config {
 	int db_connect_timeout;		/* seconds */
 	int db_statement_timeout;	/* milliseconds */
 	int key_refresh;		/* seconds between signing-key reloads */
+	int64_t approval_timeout;	/* seconds a step-up request lives */
+	int poll_interval;		/* CIBA polling interval, seconds */
+	char webhook_url[1024];		/* approver notifications; "" for none */
+	int webhook_timeout;		/* seconds per delivery attempt */
 	enum log_level log_level;
 };
 

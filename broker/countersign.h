@@ -30,6 +30,12 @@ enum cs_err {
 	CS_ERR_TOO_LARGE,		/* 413 request_too_large */
 	CS_ERR_UNSUPPORTED_MEDIA_TYPE,	/* 415 unsupported_media_type */
 	CS_ERR_RATE_LIMITED,		/* 429 slow_down */
+	CS_ERR_AUTHORIZATION_PENDING,	/* 400 authorization_pending (CIBA) */
+	CS_ERR_SLOW_DOWN,		/* 400 slow_down (CIBA) */
+	CS_ERR_EXPIRED_TOKEN,		/* 400 expired_token (CIBA) */
+	CS_ERR_REQUEST_DENIED,		/* 400 access_denied (CIBA: a human said no) */
+	CS_ERR_INVALID_TOKEN,		/* 401 invalid_token (bearer auth) */
+	CS_ERR_FORBIDDEN,		/* 403 forbidden */
 	CS_ERR_INTERNAL,		/* 500 server_error */
 	CS_ERR_UNAVAILABLE,		/* 503 temporarily_unavailable */
 	CS_ERR__COUNT

@@ -25,21 +25,36 @@ static const struct db_stmt resolve = {
 
 static const struct db_stmt scope_insert = {
 	"grants_scope_insert",
-	"WITH s AS (INSERT INTO scopes (name, kind, max_ttl_seconds) "
-	"VALUES ($1, $2, nullif($3::int, 0)) RETURNING name) "
+	"WITH s AS (INSERT INTO scopes (name, kind, max_ttl_seconds, "
+	"approvals_required, approver_group, owner_may_approve, max_uses) "
+	"VALUES ($1, $2, nullif($3::int, 0), $5::int, $6, $7::bool, "
+	"nullif($8::int, 0)) RETURNING *) "
 	"INSERT INTO audit_events (type, actor, subject, details) "
 	"SELECT 'scope.created', $4, 'scope:' || s.name, "
-	"jsonb_build_object('kind', $2::text, 'max_ttl', nullif($3::int, 0)) "
+	"jsonb_build_object('kind', s.kind, 'max_ttl', s.max_ttl_seconds, "
+	"'approvals', s.approvals_required, 'approver_group', s.approver_group, "
+	"'owner_may_approve', s.owner_may_approve, 'max_uses', s.max_uses) "
 	"FROM s RETURNING seq",
-	4
+	8
 };
 
 static const struct db_stmt scope_list = {
 	"grants_scope_list",
 	"SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, "
-	"'kind', kind, 'max_ttl', max_ttl_seconds) ORDER BY name), "
-	"'[]'::jsonb)::text FROM scopes",
+	"'kind', kind, 'max_ttl', max_ttl_seconds, 'approvals', "
+	"CASE WHEN kind = 'write' THEN approvals_required END, "
+	"'approver_group', approver_group, 'owner_may_approve', "
+	"CASE WHEN kind = 'write' THEN owner_may_approve END, "
+	"'max_uses', max_uses) ORDER BY name), '[]'::jsonb)::text FROM scopes",
 	0
+};
+
+static const struct db_stmt write_policy = {
+	"grants_write_policy",
+	"SELECT coalesce(max(approvals_required), 0), "
+	"coalesce(min(max_uses), 0) FROM scopes "
+	"WHERE name = ANY($1::text[]) AND kind <> 'read'",
+	1
 };
 
 /*
@@ -148,31 +163,80 @@ out:
 }
 
 enum cs_err
-grants_scope_add(const char *name, const char *kind, int64_t max_ttl,
-    const char *actor, struct cs_error *err)
+grants_scope_add(const struct scope_policy *p, const char *actor,
+    struct cs_error *err)
 {
-	const char *params[4];
-	char ttl[24];
+	const char *params[8];
+	char ttl[24], appr[24], uses[24];
+	int write;
 	enum cs_err rc;
 
-	if (!scopes_valid_token(name))
+	if (!scopes_valid_token(p->name))
 		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
 		    "scope names are 1-128 characters of RFC 6749 scope-token "
 		    "syntax (no spaces, quotes or backslashes)");
-	if (strcmp(kind, "read") != 0 && strcmp(kind, "write") != 0)
+	if (p->kind == NULL || (strcmp(p->kind, "read") != 0 &&
+	    strcmp(p->kind, "write") != 0))
 		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
 		    "--kind must be read or write");
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)max_ttl);
-	params[0] = name;
-	params[1] = kind;
+	write = strcmp(p->kind, "write") == 0;
+	if (!write && (p->approvals_required > 1 || p->approver_group != NULL ||
+	    p->owner_may_approve || p->max_uses > 0))
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "approval and use limits apply to write scopes only");
+	if (p->approvals_required < 1 || p->approvals_required > 10)
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "--approvals must be between 1 and 10");
+	if (p->approver_group != NULL && !util_valid_name(p->approver_group))
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "--approver-group must be 1-64 characters of [A-Za-z0-9._-]");
+	if (p->max_uses < 0 || p->max_uses > 1000000)
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "--uses must be between 1 and 1000000");
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)p->max_ttl);
+	snprintf(appr, sizeof(appr), "%d", p->approvals_required);
+	snprintf(uses, sizeof(uses), "%lld",
+	    (long long)(write && p->max_uses == 0 ? 1 : p->max_uses));
+	params[0] = p->name;
+	params[1] = p->kind;
 	params[2] = ttl;
 	params[3] = actor;
+	params[4] = appr;
+	params[5] = p->approver_group;
+	params[6] = p->owner_may_approve ? "true" : "false";
+	params[7] = uses;
 	rc = db_exec(&scope_insert, params, NULL);
 	if (rc == CS_ERR_CONFLICT)
-		return cs_error_set(err, rc, "scope '%s' already exists", name);
+		return cs_error_set(err, rc, "scope '%s' already exists", p->name);
 	if (rc != CS_OK)
 		return cs_error_set(err, rc, "database error");
 	return CS_OK;
+}
+
+enum cs_err
+grants_write_policy(const struct scope_list *scopes, int *required,
+    int64_t *max_uses)
+{
+	const char *params[1];
+	struct db_result *res = NULL;
+	char *arr;
+	int64_t req = 0;
+	enum cs_err rc;
+
+	*required = 0;
+	*max_uses = 0;
+	arr = db_text_array((const char *const *)scopes->items, scopes->n);
+	if (arr == NULL)
+		return CS_ERR_INTERNAL;
+	params[0] = arr;
+	rc = db_exec(&write_policy, params, &res);
+	if (rc == CS_OK && (util_parse_int64(db_value(res, 0, 0), 0, 100, &req) != 0 ||
+	    util_parse_int64(db_value(res, 0, 1), 0, INT64_MAX, max_uses) != 0))
+		rc = CS_ERR_INTERNAL;
+	*required = (int)req;
+	db_result_free(res);
+	free(arr);
+	return rc;
 }
 
 static enum cs_err

@@ -42,13 +42,33 @@ enum cs_err grants_resolve(int64_t agent_id, const char *audience,
 /* grants_kind_from_text(kind): SCOPE_READ only for exactly "read". */
 enum scope_kind grants_kind_from_text(const char *kind);
 
+/* A scope's definition and, for write scopes, its approval policy. */
+struct scope_policy {
+	const char *name;
+	const char *kind;		/* "read" or "write" */
+	int64_t max_ttl;		/* 0: none */
+	int approvals_required;		/* distinct approvers, >= 1 */
+	const char *approver_group;	/* NULL: any approver */
+	int owner_may_approve;
+	int64_t max_uses;		/* 0: unlimited (read) / 1 (write default) */
+};
+
 /*
- * grants_scope_add(name, kind, max_ttl, actor, err): add a scope to the
- * catalogue (kind "read" or "write"; max_ttl 0 for none) and audit
- * scope.created. CS_ERR_CONFLICT if it exists.
+ * grants_scope_add(p, actor, err): add a scope to the catalogue and audit
+ * scope.created. Approval settings are refused on read scopes. A write
+ * scope without max_uses gets 1 (single-use tokens). CS_ERR_CONFLICT if
+ * the scope exists.
  */
-enum cs_err grants_scope_add(const char *name, const char *kind,
-    int64_t max_ttl, const char *actor, struct cs_error *err);
+enum cs_err grants_scope_add(const struct scope_policy *p, const char *actor,
+    struct cs_error *err);
+
+/*
+ * grants_write_policy(scopes, required, max_uses): over the write scopes
+ * among scopes, the largest approvals_required (0 if there is no write
+ * scope) and the smallest max_uses (0: unlimited). One query.
+ */
+enum cs_err grants_write_policy(const struct scope_list *scopes,
+    int *required, int64_t *max_uses);
 
 /* grants_scope_list(out): a new JSON array of the catalogue. */
 enum cs_err grants_scope_list(json_t **out);

@@ -77,6 +77,12 @@ static const struct {
 	[CS_ERR_TOO_LARGE] = { 413, "request_too_large" },
 	[CS_ERR_UNSUPPORTED_MEDIA_TYPE] = { 415, "unsupported_media_type" },
 	[CS_ERR_RATE_LIMITED] = { 429, "slow_down" },
+	[CS_ERR_AUTHORIZATION_PENDING] = { 400, "authorization_pending" },
+	[CS_ERR_SLOW_DOWN] = { 400, "slow_down" },
+	[CS_ERR_EXPIRED_TOKEN] = { 400, "expired_token" },
+	[CS_ERR_REQUEST_DENIED] = { 400, "access_denied" },
+	[CS_ERR_INVALID_TOKEN] = { 401, "invalid_token" },
+	[CS_ERR_FORBIDDEN] = { 403, "forbidden" },
 	[CS_ERR_INTERNAL] = { 500, "server_error" },
 	[CS_ERR_UNAVAILABLE] = { 503, "temporarily_unavailable" },
 };
@@ -325,6 +331,15 @@ send_reply(struct http_req *req)
 	return ret;
 }
 
+static int
+route_matches(const struct http_route *r, const char *path)
+{
+	if (r->prefix)
+		return strncmp(r->path, path, strlen(r->path)) == 0 &&
+		    path[strlen(r->path)] != '\0';
+	return strcmp(r->path, path) == 0;
+}
+
 static const struct http_route *
 find_route(const char *method, const char *path, int *path_known)
 {
@@ -332,7 +347,7 @@ find_route(const char *method, const char *path, int *path_known)
 
 	*path_known = 0;
 	for (r = routes_; r->method != NULL; r++) {
-		if (strcmp(r->path, path) != 0)
+		if (!route_matches(r, path))
 			continue;
 		*path_known = 1;
 		if (strcmp(r->method, method) == 0 ||
@@ -353,7 +368,7 @@ reply_no_route(struct http_req *req, int path_known)
 		return;
 	}
 	for (r = routes_; r->method != NULL; r++) {
-		if (strcmp(r->path, req->path) != 0)
+		if (!route_matches(r, req->path) || strstr(allow, r->method) != NULL)
 			continue;
 		if (allow[0] != '\0')
 			strncat(allow, ", ", sizeof(allow) - strlen(allow) - 1);

@@ -9,12 +9,15 @@
 #include <sys/prctl.h>
 
 #include "api.h"
+#include "approvals.h"
+#include "httpclient.h"
 #include "cli.h"
 #include "config.h"
 #include "db.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
+#include "notify.h"
 
 static int
 serve(const struct broker_config *cfg)
@@ -58,6 +61,11 @@ serve(const struct broker_config *cfg)
 		log_warn("database not reachable at start-up; serving "
 		    "fail-closed until it is");
 	keys_release(ks);
+	if (httpclient_global_init() != 0 || notify_start(cfg) != 0 ||
+	    approvals_start_sweeper() != 0) {
+		log_error("cannot start background threads");
+		goto out;
+	}
 	if (http_start(cfg, api_routes) != 0)
 		goto out;
 	log_fields(LOG_LEVEL_INFO, "countersign listening", json_pack(
@@ -77,6 +85,8 @@ serve(const struct broker_config *cfg)
 	http_stop();
 	rc = 0;
 out:
+	approvals_stop_sweeper();
+	notify_stop();
 	api_shutdown();
 	keys_shutdown();
 	db_shutdown();

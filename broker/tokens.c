@@ -16,12 +16,13 @@
 
 /*
  * Insert the token row and its audit event in one statement, and only if,
- * in the same snapshot, the agent is enabled, every scope is still a read
- * scope and every grant is still live. Zero rows back means something was
- * revoked between the check and now, and nothing was written.
+ * in the same snapshot, the agent is enabled and every grant is still live
+ * (and, on the client-credentials path, every scope is still a read
+ * scope). Zero rows back means something was revoked between the check and
+ * now, and nothing was written.
  */
-static const struct db_stmt insert_read_token = {
-	"tokens_insert_read",
+static const struct db_stmt insert_token = {
+	"tokens_insert",
 	"WITH ok AS (SELECT 1 FROM agents a WHERE a.id = $1 "
 	"AND a.disabled_at IS NULL "
 	"AND (SELECT count(*) FROM grants g WHERE g.agent_id = $1 "
@@ -29,16 +30,18 @@ static const struct db_stmt insert_read_token = {
 	"AND g.revoked_at IS NULL "
 	"AND (g.expires_at IS NULL OR g.expires_at > now())) "
 	"= cardinality($3::text[]) "
-	"AND (SELECT count(*) FROM scopes s WHERE s.name = ANY($3::text[]) "
-	"AND s.kind = 'read') = cardinality($3::text[])), "
+	"AND (NOT $13::bool OR (SELECT count(*) FROM scopes s "
+	"WHERE s.name = ANY($3::text[]) AND s.kind = 'read') "
+	"= cardinality($3::text[]))), "
 	"t AS (INSERT INTO tokens (jti, agent_id, client_id, scopes, audience, "
-	"kid, issued_at, expires_at) SELECT $2, $1, $5, $3::text[], $4, $6, "
-	"to_timestamp($7::bigint), to_timestamp($8::bigint) FROM ok "
-	"RETURNING jti) "
+	"kid, issued_at, expires_at, approval_id, max_uses) "
+	"SELECT $2, $1, $5, $3::text[], $4, $6, "
+	"to_timestamp($7::bigint), to_timestamp($8::bigint), $11, "
+	"nullif($12::int, 0) FROM ok RETURNING jti) "
 	"INSERT INTO audit_events (type, actor, subject, jti, details) "
 	"SELECT 'token.issued', 'agent:' || $9, 'agent:' || $9, t.jti, "
 	"$10::jsonb FROM t RETURNING seq",
-	10
+	13
 };
 
 int64_t
@@ -94,87 +97,52 @@ deny(const struct token_request *req, const char *reason, const char *scope,
 
 /* Build the RFC 9068 claims as compact JSON. Caller frees. */
 static char *
-build_claims(const struct broker_config *cfg, const struct token_request *req,
+build_claims(const struct broker_config *cfg, const struct token_mint *m,
     const char *scope, const char *jti, int64_t iat, int64_t exp)
 {
 	json_t *c;
 	char *s;
 
 	c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}",
-	    "iss", cfg->issuer, "sub", req->client->name,
-	    "client_id", req->client->client_id, "aud", req->audience,
+	    "iss", cfg->issuer, "sub", m->client->name,
+	    "client_id", m->client->client_id, "aud", m->audience,
 	    "scope", scope, "iat", (json_int_t)iat, "nbf", (json_int_t)iat,
 	    "exp", (json_int_t)exp, "jti", jti);
 	if (c == NULL)
 		return NULL;
+	/* Extra claims never replace the registered ones above. */
+	if (m->extra_claims != NULL &&
+	    json_object_update_missing(c, m->extra_claims) != 0) {
+		json_decref(c);
+		return NULL;
+	}
 	s = json_dumps(c, JSON_COMPACT);
 	json_decref(c);
 	return s;
 }
 
 enum cs_err
-tokens_issue_read(const struct broker_config *cfg,
-    const struct token_request *req, struct token_issued *out,
-    struct cs_error *err)
+tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
+    struct token_issued *out, struct cs_error *err)
 {
-	struct grant_set gs;
 	struct keyset *ks = NULL;
 	struct db_result *res = NULL;
 	const struct jose_key *key;
-	int64_t limits[2 * CS_SCOPES_MAX], ttl, iat;
 	char *claims = NULL, *arr = NULL, *details = NULL;
-	char idbuf[24], iatbuf[24], expbuf[24];
-	const char *params[10];
+	char idbuf[24], iatbuf[24], expbuf[24], usesbuf[24];
+	const char *params[13];
+	int64_t iat;
 	enum cs_err rc;
-	size_t i, nl = 0;
 
 	memset(out, 0, sizeof(*out));
-	rc = grants_resolve(req->client->agent_id, req->audience, req->scopes, &gs);
-	if (rc != CS_OK) {
-		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
-		    "the broker cannot check grants right now");
-		goto out;
-	}
-	for (i = 0; i < gs.n; i++) {
-		const struct grant_scope *g = &gs.s[i];
-		char msg[sizeof(err->desc)];
-
-		if (!g->known) {
-			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
-			    "this client", g->name);
-			rc = deny(req, "unknown_scope", g->name, CS_ERR_INVALID_SCOPE,
-			    err, msg);
-			goto out;
-		}
-		if (g->kind != SCOPE_READ) {
-			snprintf(msg, sizeof(msg), "scope '%s' is a write scope: it "
-			    "needs step-up approval by a human approver (request it "
-			    "at /oauth2/bc-authorize)", g->name);
-			rc = deny(req, "write_scope_needs_approval", g->name,
-			    CS_ERR_INVALID_SCOPE, err, msg);
-			goto out;
-		}
-		if (!g->granted) {
-			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
-			    "this client for this resource", g->name);
-			rc = deny(req, "not_granted", g->name, CS_ERR_INVALID_SCOPE,
-			    err, msg);
-			goto out;
-		}
-		limits[nl++] = g->scope_max_ttl;
-		limits[nl++] = g->grant_max_ttl;
-	}
-	ttl = tokens_ttl(req->requested_ttl, cfg->default_ttl, cfg->max_ttl,
-	    limits, nl);
-
 	if (util_random_token(16, out->jti, sizeof(out->jti)) != 0) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
-	out->scope = scopes_join(req->scopes);
+	out->scope = scopes_join(m->scopes);
 	iat = util_now();
 	claims = out->scope != NULL ?
-	    build_claims(cfg, req, out->scope, out->jti, iat, iat + ttl) : NULL;
+	    build_claims(cfg, m, out->scope, out->jti, iat, iat + m->ttl) : NULL;
 	if (claims == NULL) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
@@ -191,47 +159,50 @@ tokens_issue_read(const struct broker_config *cfg,
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "signing failed");
 		goto out;
 	}
-
 	{
-		json_t *d = json_pack("{s:s, s:s, s:I, s:s, s:s}", "scope",
-		    out->scope, "audience", req->audience, "ttl", (json_int_t)ttl,
-		    "kid", key->kid, "auth_method", req->client->method);
+		json_t *d = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s?}", "scope",
+		    out->scope, "audience", m->audience, "ttl", (json_int_t)m->ttl,
+		    "kid", key->kid, "auth_method", m->client->method,
+		    "approval", m->approval_id);
 
 		details = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
 		json_decref(d);
 	}
-	arr = db_text_array((const char *const *)req->scopes->items,
-	    req->scopes->n);
+	arr = db_text_array((const char *const *)m->scopes->items,
+	    m->scopes->n);
 	if (details == NULL || arr == NULL) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
-	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)req->client->agent_id);
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)m->client->agent_id);
 	snprintf(iatbuf, sizeof(iatbuf), "%lld", (long long)iat);
-	snprintf(expbuf, sizeof(expbuf), "%lld", (long long)(iat + ttl));
+	snprintf(expbuf, sizeof(expbuf), "%lld", (long long)(iat + m->ttl));
+	snprintf(usesbuf, sizeof(usesbuf), "%lld", (long long)m->max_uses);
 	params[0] = idbuf;
 	params[1] = out->jti;
 	params[2] = arr;
-	params[3] = req->audience;
-	params[4] = req->client->client_id;
+	params[3] = m->audience;
+	params[4] = m->client->client_id;
 	params[5] = key->kid;
 	params[6] = iatbuf;
 	params[7] = expbuf;
-	params[8] = req->client->name;
+	params[8] = m->client->name;
 	params[9] = details;
-	rc = db_exec(&insert_read_token, params, &res);
+	params[10] = m->approval_id;
+	params[11] = usesbuf;
+	params[12] = m->read_only ? "true" : "false";
+	rc = db_exec(&insert_token, params, &res);
 	if (rc != CS_OK) {
 		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot record this token right now");
 		goto out;
 	}
 	if (db_nrows(res) != 1) {
-		/* A grant was revoked or the agent disabled a moment ago. */
-		rc = deny(req, "revoked_during_issuance", NULL, CS_ERR_INVALID_SCOPE,
-		    err, "a grant for the requested scopes was revoked");
+		rc = cs_error_set(err, CS_ERR_CONFLICT,
+		    "a grant for the requested scopes was revoked");
 		goto out;
 	}
-	out->expires_in = ttl;
+	out->expires_in = m->ttl;
 	rc = CS_OK;
 out:
 	if (rc != CS_OK)
@@ -241,5 +212,63 @@ out:
 	free(arr);
 	free(details);
 	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
+tokens_issue_read(const struct broker_config *cfg,
+    const struct token_request *req, struct token_issued *out,
+    struct cs_error *err)
+{
+	struct grant_set gs;
+	struct token_mint m;
+	int64_t limits[2 * CS_SCOPES_MAX];
+	enum cs_err rc;
+	size_t i, nl = 0;
+
+	memset(out, 0, sizeof(*out));
+	rc = grants_resolve(req->client->agent_id, req->audience, req->scopes, &gs);
+	if (rc != CS_OK)
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot check grants right now");
+	for (i = 0; i < gs.n; i++) {
+		const struct grant_scope *g = &gs.s[i];
+		char msg[sizeof(err->desc)];
+
+		if (!g->known) {
+			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
+			    "this client", g->name);
+			return deny(req, "unknown_scope", g->name,
+			    CS_ERR_INVALID_SCOPE, err, msg);
+		}
+		if (g->kind != SCOPE_READ) {
+			snprintf(msg, sizeof(msg), "scope '%s' is a write scope: it "
+			    "needs step-up approval by a human approver (request it "
+			    "at /oauth2/bc-authorize)", g->name);
+			return deny(req, "write_scope_needs_approval", g->name,
+			    CS_ERR_INVALID_SCOPE, err, msg);
+		}
+		if (!g->granted) {
+			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
+			    "this client for this resource", g->name);
+			return deny(req, "not_granted", g->name,
+			    CS_ERR_INVALID_SCOPE, err, msg);
+		}
+		limits[nl++] = g->scope_max_ttl;
+		limits[nl++] = g->grant_max_ttl;
+	}
+	memset(&m, 0, sizeof(m));
+	m.client = req->client;
+	m.scopes = req->scopes;
+	m.audience = req->audience;
+	m.ttl = tokens_ttl(req->requested_ttl, cfg->default_ttl, cfg->max_ttl,
+	    limits, nl);
+	m.read_only = 1;
+	rc = tokens_mint(cfg, &m, out, err);
+	if (rc == CS_ERR_CONFLICT)
+		/* A grant was revoked or the agent disabled a moment ago. */
+		return deny(req, "revoked_during_issuance", NULL,
+		    CS_ERR_INVALID_SCOPE, err,
+		    "a grant for the requested scopes was revoked");
 	return rc;
 }

@@ -10,6 +10,7 @@
 #define TOKENS_H
 
 #include <stdint.h>
+#include <jansson.h>
 
 #include "agents.h"
 #include "config.h"
@@ -51,6 +52,30 @@ int64_t tokens_ttl(int64_t requested, int64_t def, int64_t global_max,
  */
 enum cs_err tokens_issue_read(const struct broker_config *cfg,
     const struct token_request *req, struct token_issued *out,
+    struct cs_error *err);
+
+/* What tokens_mint needs; every pointer is borrowed. */
+struct token_mint {
+	const struct client *client;
+	const struct scope_list *scopes;
+	const char *audience;
+	int64_t ttl;			/* already capped by every limit */
+	const char *approval_id;	/* NULL on the read path */
+	json_t *extra_claims;		/* merged into the claims; may be NULL */
+	int64_t max_uses;		/* 0: unlimited */
+	int read_only;			/* re-check that every scope is read */
+};
+
+/*
+ * tokens_mint(cfg, m, out, err): sign a token for exactly m and insert its
+ * tokens row and token.issued audit event in one statement that re-checks
+ * (in its own snapshot) that the agent is enabled and every grant live.
+ * Runs in the caller's transaction if one is open. CS_ERR_CONFLICT when
+ * that re-check fails (nothing written), CS_ERR_UNAVAILABLE on database
+ * trouble. On CS_OK the caller owns out (tokens_issued_clear).
+ */
+enum cs_err tokens_mint(const struct broker_config *cfg,
+    const struct token_mint *m, struct token_issued *out,
     struct cs_error *err);
 
 /* tokens_issued_clear(t): wipe and free what t holds. NULL-safe. */

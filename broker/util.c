@@ -129,6 +129,9 @@ digits_n(const char *p, int n, int *out)
 	return 0;
 }
 
+/* 9999-12-31T23:59:59Z, the last instant with a four-digit year. */
+#define RFC3339_MAX	253402300799LL
+
 int
 util_parse_rfc3339(const char *s, int64_t *out)
 {
@@ -182,6 +185,13 @@ util_parse_rfc3339(const char *s, int64_t *out)
 		return -1;
 	/* Local time = UTC + offset, so UTC = local - offset. */
 	t += (*p == '+' ? -1 : 1) * (int64_t)(oh * 3600 + om * 60);
+	/*
+	 * The offset can carry a 1970 local time before the epoch or a 9999
+	 * one into year 10000; refuse both, so that every accepted time is
+	 * one util_format_rfc3339 can write and this function read back.
+	 */
+	if (t < 0 || t > RFC3339_MAX)
+		return -1;
 	*out = t;
 	return 0;
 }
@@ -217,6 +227,23 @@ util_valid_name(const char *s)
 		if (i == 0 && !alnum)
 			return 0;
 		if (!alnum && c != '.' && c != '_' && c != '-')
+			return 0;
+	}
+	return 1;
+}
+
+int
+util_valid_id(const char *s, size_t n)
+{
+	size_t i;
+
+	if (s == NULL || n == 0 || n > 64)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
 			return 0;
 	}
 	return 1;

@@ -47,6 +47,12 @@ int util_format_rfc3339(int64_t t, char *buf, size_t cap);
 int util_valid_name(const char *s);
 
 /*
+ * util_valid_id(s, n): 1 if the n bytes at s are 1-64 base64url characters
+ * (the alphabet of our random identifiers: jti, auth_req_id).
+ */
+int util_valid_id(const char *s, size_t n);
+
+/*
  * util_valid_utf8(s, n): 1 if the n bytes at s are well-formed UTF-8 with
  * no NUL and no C0 control character except tab, CR and LF.
  */

@@ -2,7 +2,9 @@
 // audit event; mistakes exit non-zero with a message and change nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Broker } from './lib.mjs';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Broker, ROOT } from './lib.mjs';
 
 let b;
 
@@ -19,8 +21,10 @@ const count = (q) => Number(b.sql(q)[0][0]);
 test('migrate is idempotent and recorded', () => {
   const r = b.cliOk('migrate');
   assert.match(r.stdout, /0 applied/);
-  assert.equal(count('SELECT count(*) FROM schema_migrations'), 1);
-  assert.equal(count("SELECT count(*) FROM audit_events WHERE type = 'schema.migrated'"), 1);
+  const files = readdirSync(join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql')).sort();
+  assert.ok(files.length >= 2);
+  assert.deepEqual(b.sql('SELECT version FROM schema_migrations ORDER BY version').map((r) => r[0]), files);
+  assert.equal(count("SELECT count(*) FROM audit_events WHERE type = 'schema.migrated'"), files.length);
 });
 
 test('agent add prints credentials once and stores only a hash', () => {
@@ -72,7 +76,14 @@ test('scopes and grants: add, list, revoke by id and by name, all audited', () =
   b.cliOk('scope', 'add', 'docs:read', '--kind', 'read', '--max-ttl', '10m');
   b.cliOk('scope', 'add', 'docs:write', '--kind', 'write');
   const scopes = b.cliOk('scope', 'list', '--json').json;
-  assert.deepEqual(scopes.find((s) => s.name === 'docs:read'), { name: 'docs:read', kind: 'read', max_ttl: 600 });
+  assert.deepEqual(scopes.find((s) => s.name === 'docs:read'), {
+    name: 'docs:read', kind: 'read', max_ttl: 600, approvals: null, approver_group: null,
+    owner_may_approve: null, max_uses: null,
+  });
+  assert.deepEqual(scopes.find((s) => s.name === 'docs:write'), {
+    name: 'docs:write', kind: 'write', max_ttl: null, approvals: 1, approver_group: null,
+    owner_may_approve: false, max_uses: 1,
+  });
   b.cliOk('agent', 'add', 'granted', '--json');
   const g1 = b.cliOk('grant', 'add', 'granted', 'docs:read', '--audience', 'https://docs.example',
     '--max-ttl', '5m', '--expires-at', '2099-01-01T00:00:00Z', '--json').json;

@@ -1,0 +1,148 @@
+/*
+ * notify.c: see notify.h.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "httpclient.h"
+#include "log.h"
+#include "notify.h"
+
+struct item {
+	char *body;
+	struct item *next;
+};
+
+static const struct broker_config *cfg_;
+static pthread_t thread;
+static int running;
+static int stopping;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static struct item *head, *tail;
+static size_t queued;
+
+static void
+deliver(const char *body)
+{
+	int attempt;
+
+	for (attempt = 1; attempt <= NOTIFY_ATTEMPTS; attempt++) {
+		long status = 0;
+
+		if (httpclient_request("POST", cfg_->webhook_url, NULL,
+		    "application/json", body, strlen(body), cfg_->webhook_timeout,
+		    &status, NULL, NULL) == 0 && status >= 200 && status < 300)
+			return;
+		log_fields(LOG_LEVEL_WARN, "webhook delivery failed",
+		    json_pack("{s:i, s:i}", "attempt", attempt, "status",
+		    (int)status));
+		if (attempt < NOTIFY_ATTEMPTS) {
+			struct timespec ts = { 0, 200000000L * attempt };
+
+			pthread_mutex_lock(&mu);
+			if (stopping) {
+				pthread_mutex_unlock(&mu);
+				return;
+			}
+			pthread_mutex_unlock(&mu);
+			nanosleep(&ts, NULL);
+		}
+	}
+	log_warn("webhook event dropped after %d attempts", NOTIFY_ATTEMPTS);
+}
+
+static void *
+worker(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct item *it;
+
+		pthread_mutex_lock(&mu);
+		while (head == NULL && !stopping)
+			pthread_cond_wait(&cv, &mu);
+		it = head;
+		if (it == NULL) {
+			pthread_mutex_unlock(&mu);
+			break;
+		}
+		head = it->next;
+		if (head == NULL)
+			tail = NULL;
+		queued--;
+		pthread_mutex_unlock(&mu);
+		deliver(it->body);
+		free(it->body);
+		free(it);
+	}
+	return NULL;
+}
+
+int
+notify_start(const struct broker_config *cfg)
+{
+	cfg_ = cfg;
+	if (cfg->webhook_url[0] == '\0')
+		return 0;
+	if (pthread_create(&thread, NULL, worker, NULL) != 0)
+		return -1;
+	running = 1;
+	return 0;
+}
+
+void
+notify_stop(void)
+{
+	if (!running)
+		return;
+	pthread_mutex_lock(&mu);
+	stopping = 1;
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+	pthread_join(thread, NULL);
+	running = 0;
+}
+
+void
+notify_event(const char *event, const char *text, json_t *data)
+{
+	struct item *it = NULL;
+	json_t *j;
+	char *body;
+
+	if (!running) {
+		json_decref(data);
+		return;
+	}
+	j = json_pack("{s:s, s:s, s:o}", "event", event, "text", text,
+	    "data", data != NULL ? data : json_object());
+	body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (body == NULL)
+		return;
+	pthread_mutex_lock(&mu);
+	if (queued >= NOTIFY_QUEUE_MAX || stopping) {
+		pthread_mutex_unlock(&mu);
+		log_warn("webhook queue full; event %s dropped", event);
+		free(body);
+		return;
+	}
+	it = calloc(1, sizeof(*it));
+	if (it == NULL) {
+		pthread_mutex_unlock(&mu);
+		free(body);
+		return;
+	}
+	it->body = body;
+	if (tail != NULL)
+		tail->next = it;
+	else
+		head = it;
+	tail = it;
+	queued++;
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+}
