@@ -1080,7 +1080,7 @@ approvals_decide(const struct broker_config *cfg,
 	{
 		char *joined = d->scopes != NULL ? scopes_join(d->scopes) : NULL;
 
-		audit = json_pack("{s:s?, s:s?, s:I*, s:s}", "reason", d->reason,
+		audit = json_pack("{s:s?, s:s?, s:I, s:s}", "reason", d->reason,
 		    "narrowed_scope", joined, "narrowed_ttl", (json_int_t)d->ttl,
 		    "approver_groups", groups);
 		free(joined);

@@ -302,7 +302,7 @@ cmd_scope(int argc, char **argv)
 		if (grants_scope_add(&p, actor, &err) != CS_OK)
 			return fail(&err);
 		if (a.json)
-			print_json(json_pack("{s:s, s:s, s:I*}", "name", a.pos[0],
+			print_json(json_pack("{s:s, s:s, s:I}", "name", a.pos[0],
 			    "kind", a.kind, "max_ttl", (json_int_t)ttl));
 		else
 			printf("scope %s (%s) created\n", a.pos[0], a.kind);
@@ -620,7 +620,7 @@ cmd_approvals(const struct broker_config *cfg, int argc, char **argv)
 			goto usage;
 		}
 		/* Bind the decision to the parameters we just fetched. */
-		req = json_pack("{s:s, s:s?}", "params_hash", json_string_value(
+		req = json_pack("{s:s, s:s*}", "params_hash", json_string_value(
 		    json_object_get(body, "params_hash")), "reason", a.reason);
 		json_decref(body);
 		if (approve && a.scope != NULL)
