@@ -77,12 +77,12 @@ make -s -C "$root" BUILD=build build/embed >"$outdir/embed.log" 2>&1 || {
 	echo "fuzz: cannot build build/embed (see $outdir/embed.log)" >&2
 	exit 2
 }
-"$root/build/embed" embedded_migrations "$root"/migrations/*.sql \
-    >"$outdir/embedded_migrations.c.tmp" &&
-    mv "$outdir/embedded_migrations.c.tmp" "$outdir/embedded_migrations.c" || {
+if ! "$root/build/embed" embedded_migrations "$root"/migrations/*.sql \
+    >"$outdir/embedded_migrations.c.tmp" ||
+    ! mv "$outdir/embedded_migrations.c.tmp" "$outdir/embedded_migrations.c"; then
 	echo "fuzz: cannot generate embedded_migrations.c" >&2
 	exit 2
-}
+fi
 
 srcs=("$outdir/embedded_migrations.c")
 for f in "$root"/broker/*.c; do
