@@ -603,7 +603,7 @@ params_hash(const char *agent, const struct scope_list *scopes,
     const char *audience, int64_t ttl, const json_t *details,
     char out[44])
 {
-	const char *sorted[CS_SCOPES_MAX];
+	const char *sorted[CS_SCOPES_MAX] = { NULL };
 	json_t *j = NULL, *arr;
 	unsigned char md[32];
 	char *text = NULL;
