@@ -14,7 +14,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd
 
 WARN     := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -Ibroker -Iinclude $(PKG_CFLAGS)
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -Ibroker -Ilib -Iinclude $(PKG_CFLAGS)
 HARDEN   := -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 SANITIZE := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
@@ -33,7 +33,11 @@ CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS_MODE) $(CFLAGS)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 LIB_SRCS := $(filter-out broker/main.c,$(wildcard broker/*.c))
 LIB_OBJS := $(patsubst broker/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) \
-            $(BUILD)/obj/embedded_migrations.o
+            $(BUILD)/obj/verify.o $(BUILD)/obj/embedded_migrations.o
+# The verify library for services: our JOSE module plus the claim checks,
+# built position-independent as libcountersign-verify.{a,so}.
+VERIFY_SRCS := lib/verify.c broker/jose.c broker/b64.c
+VERIFY_OBJS := $(patsubst %.c,$(BUILD)/pic/%.o,$(notdir $(VERIFY_SRCS)))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -41,7 +45,8 @@ FUZZ_SECONDS ?= 10
 
 .PHONY: all deps run stop test unit e2e asan fuzz lint clean
 
-all: $(BUILD)/countersign
+all: $(BUILD)/countersign $(BUILD)/libcountersign-verify.a \
+     $(BUILD)/libcountersign-verify.so
 
 deps:
 	deploy/deps.sh build
@@ -60,6 +65,26 @@ $(BUILD)/obj/embedded_migrations.o: $(BUILD)/obj/embedded_migrations.c
 
 $(BUILD)/obj/%.o: broker/%.c $(wildcard broker/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/obj/verify.o: lib/verify.c lib/verify_internal.h include/countersign/verify.h broker/jose.h | $(BUILD)/obj
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/pic:
+	mkdir -p $@
+
+$(BUILD)/pic/verify.o: lib/verify.c lib/verify_internal.h include/countersign/verify.h | $(BUILD)/pic
+	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=default -c -o $@ $<
+
+$(BUILD)/pic/%.o: broker/%.c $(wildcard broker/*.h) | $(BUILD)/pic
+	$(CC) $(CFLAGS_ALL) -fPIC -c -o $@ $<
+
+$(BUILD)/libcountersign-verify.a: $(VERIFY_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libcountersign-verify.so: $(VERIFY_OBJS)
+	$(CC) -shared $(LDFLAGS_MODE:-pie=) -Wl,-soname,libcountersign-verify.so.0 \
+	    -Wl,--version-script=lib/verify.map \
+	    -o $@ $^ -lcrypto -ljansson
 
 $(BUILD)/libcountersign.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^

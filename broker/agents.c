@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "agents.h"
 #include "audit.h"
 #include "db.h"
@@ -181,76 +179,46 @@ enum cs_err
 agents_authenticate(const char *authorization, const struct form *body,
     const char *endpoint, struct client *out, struct cs_error *err)
 {
-	/* Compared against when the client is unknown, to take equal time. */
-	static const unsigned char dummy[KEYS_HASH_LEN] = { 0 };
-	unsigned char want[KEYS_HASH_LEN], got[KEYS_HASH_LEN];
-	char *basic_id = NULL, *basic_secret = NULL;
-	const char *id, *secret, *method;
+	char *id = NULL, *secret = NULL;
+	const char *method = "none", *params[1];
 	struct db_result *res = NULL;
-	size_t n_id = 0, n_secret = 0, wantlen = 0;
-	int known, match;
+	int known;
 	enum cs_err rc;
 
 	memset(out, 0, sizeof(*out));
-	form_get(body, "client_id", &n_id);
-	form_get(body, "client_secret", &n_secret);
-	if (authorization != NULL && n_secret > 0) {
+	switch (form_client_credentials(authorization, body, &id, &secret,
+	    &method)) {
+	case FORM_CRED_OK:
+		break;
+	case FORM_CRED_BOTH:
 		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
 		    "use one client authentication method, not both");
 		goto out;
-	}
-	if (authorization != NULL) {
-		method = "client_secret_basic";
-		if (form_parse_basic(authorization, &basic_id, &basic_secret) != 0) {
-			rc = auth_failed(NULL, method, endpoint, "malformed", err);
-			goto out;
-		}
-		id = basic_id;
-		secret = basic_secret;
-		/* A body client_id, if any, must name the same client. */
-		if (n_id > 1 || (n_id == 1 &&
-		    strcmp(form_get(body, "client_id", NULL), id) != 0)) {
-			rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
-			    "client_id in the body differs from the Authorization header");
-			goto out;
-		}
-	} else {
-		method = "client_secret_post";
-		if (n_id == 0 && n_secret == 0) {
-			rc = auth_failed(NULL, method, endpoint, "missing", err);
-			goto out;
-		}
-		if (n_id != 1 || n_secret != 1) {
-			rc = auth_failed(n_id == 1 ? form_get(body, "client_id",
-			    NULL) : NULL, method, endpoint, "malformed", err);
-			goto out;
-		}
-		id = form_get(body, "client_id", NULL);
-		secret = form_get(body, "client_secret", NULL);
+	case FORM_CRED_MISMATCH:
+		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "client_id in the body differs from the Authorization header");
+		goto out;
+	case FORM_CRED_MISSING:
+		rc = auth_failed(NULL, method, endpoint, "missing", err);
+		goto out;
+	case FORM_CRED_MALFORMED:
+	default:
+		rc = auth_failed(id, method, endpoint, "malformed", err);
+		goto out;
 	}
 	if (strlen(id) > CS_NAME_MAX || strlen(secret) > 256) {
 		rc = auth_failed(id, method, endpoint, "malformed", err);
 		goto out;
 	}
-	{
-		const char *params[1] = { id };
-
-		rc = db_exec(&lookup_client, params, &res);
-	}
+	params[0] = id;
+	rc = db_exec(&lookup_client, params, &res);
 	if (rc != CS_OK) {
 		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot check credentials right now");
 		goto out;
 	}
-	known = db_nrows(res) == 1 &&
-	    db_bytea_value(db_value(res, 0, 2), want, sizeof(want), &wantlen) == 0 &&
-	    wantlen == KEYS_HASH_LEN;
-	if (keys_secret_hash(secret, strlen(secret), got) != 0) {
-		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
-		goto out;
-	}
-	match = CRYPTO_memcmp(got, known ? want : dummy, KEYS_HASH_LEN) == 0;
-	if (!known || !match) {
+	known = db_nrows(res) == 1;
+	if (!keys_secret_matches(secret, known ? db_value(res, 0, 2) : NULL)) {
 		rc = auth_failed(id, method, endpoint,
 		    known ? "bad_secret" : "unknown_client", err);
 		goto out;
@@ -269,12 +237,10 @@ agents_authenticate(const char *authorization, const struct form *body,
 	out->method = method;
 	rc = CS_OK;
 out:
-	util_secure_zero(want, sizeof(want));
-	util_secure_zero(got, sizeof(got));
-	free(basic_id);
-	if (basic_secret != NULL) {
-		util_secure_zero(basic_secret, strlen(basic_secret));
-		free(basic_secret);
+	free(id);
+	if (secret != NULL) {
+		util_secure_zero(secret, strlen(secret));
+		free(secret);
 	}
 	db_result_free(res);
 	return rc;

@@ -21,6 +21,8 @@ void api_token(struct http_req *req);
 void api_bc_authorize(struct http_req *req);
 void api_approvals_list(struct http_req *req);
 void api_approvals_item(struct http_req *req);
+void api_introspect(struct http_req *req);
+void api_revoke(struct http_req *req);
 void api_jwks(struct http_req *req);
 void api_metadata(struct http_req *req);
 void api_healthz(struct http_req *req);

@@ -16,6 +16,8 @@ static size_t metadata_len;
 const struct http_route api_routes[] = {
 	{ "POST", "/oauth2/token", api_token, 0 },
 	{ "POST", "/oauth2/bc-authorize", api_bc_authorize, 0 },
+	{ "POST", "/oauth2/introspect", api_introspect, 0 },
+	{ "POST", "/oauth2/revoke", api_revoke, 0 },
 	{ "GET", "/v1/approvals", api_approvals_list, 0 },
 	{ "GET", "/v1/approvals/", api_approvals_item, 1 },
 	{ "POST", "/v1/approvals/", api_approvals_item, 1 },
@@ -35,17 +37,25 @@ api_config(void)
 int
 api_init(const struct broker_config *cfg)
 {
-	char token_ep[600], jwks[600], bc[600];
+	char token_ep[600], jwks[600], bc[600], intro[600], revoke[600];
 	json_t *m;
 
 	cfg_ = cfg;
 	snprintf(token_ep, sizeof(token_ep), "%s/oauth2/token", cfg->issuer);
 	snprintf(jwks, sizeof(jwks), "%s/.well-known/jwks.json", cfg->issuer);
 	snprintf(bc, sizeof(bc), "%s/oauth2/bc-authorize", cfg->issuer);
-	m = json_pack("{s:s, s:s, s:s, s:s, s:[s], s:b, s:[s, s], s:[], "
-	    "s:[s, s], s:[s]}",
+	snprintf(intro, sizeof(intro), "%s/oauth2/introspect", cfg->issuer);
+	snprintf(revoke, sizeof(revoke), "%s/oauth2/revoke", cfg->issuer);
+	m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:[s, s], s:[s, s], "
+	    "s:[s], s:b, s:[s, s], s:[], s:[s, s], s:[s]}",
 	    "issuer", cfg->issuer,
 	    "token_endpoint", token_ep,
+	    "introspection_endpoint", intro,
+	    "revocation_endpoint", revoke,
+	    "introspection_endpoint_auth_methods_supported",
+	    "client_secret_basic", "client_secret_post",
+	    "revocation_endpoint_auth_methods_supported",
+	    "client_secret_basic", "client_secret_post",
 	    "jwks_uri", jwks,
 	    "backchannel_authentication_endpoint", bc,
 	    "backchannel_token_delivery_modes_supported", "poll",

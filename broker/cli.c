@@ -20,6 +20,9 @@
 #include "keys.h"
 #include "log.h"
 #include "migrate.h"
+#include "services.h"
+#include "tokens.h"
+#include "countersign/verify.h"
 #include "util.h"
 
 #define MAX_POS		4
@@ -31,7 +34,7 @@ struct args {
 	int json;
 	const char *owner, *kind, *max_ttl, *audience, *expires_at;
 	const char *approvals, *group, *uses, *groups, *email, *reason;
-	const char *scope, *ttl, *url, *state;
+	const char *scope, *ttl, *url, *state, *jwks, *issuer;
 	int owner_may_approve;
 };
 
@@ -61,7 +64,13 @@ cli_usage(void)
 	    "  approvals show ID [--json]\n"
 	    "  approvals approve ID [--reason TEXT] [--scope S] [--ttl SECONDS] [--json]\n"
 	    "  approvals deny ID --reason TEXT [--json]\n"
+	    "  service add NAME --audience AUD[,AUD...] [--json]\n"
+	    "  service list [--json]\n"
+	    "  token revoke JTI\n"
+	    "  token verify --jwks URL|FILE [--audience AUD] [--issuer ISS] TOKEN\n"
 	    "  keys rotate [--json]\n"
+	    "  keys retire [KID] [--json]\n"
+	    "  keys list [--json]\n"
 	    "  version\n"
 	    "\n"
 	    "Settings come from --config FILE and COUNTERSIGN_* variables;\n"
@@ -134,6 +143,10 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			slot = &a->url;
 		else if (strcmp(arg, "--state") == 0)
 			slot = &a->state;
+		else if (strcmp(arg, "--jwks") == 0)
+			slot = &a->jwks;
+		else if (strcmp(arg, "--issuer") == 0)
+			slot = &a->issuer;
 		if (slot == NULL || i + 1 >= argc) {
 			fprintf(stderr, "countersign: %s needs a value\n", arg);
 			return -1;
@@ -401,17 +414,42 @@ usage:
 }
 
 static int
-cmd_keys(int argc, char **argv)
+cmd_keys(const struct broker_config *cfg, int argc, char **argv)
 {
 	char kid[JOSE_KID_LEN + 1];
 	struct args a;
 	struct keyset *ks = NULL;
+	json_t *list = NULL;
+	enum cs_err rc;
 
-	if (argc < 1 || strcmp(argv[0], "rotate") != 0 ||
-	    parse_args(argc - 1, argv + 1, "--json", &a) != 0 || a.npos != 0) {
-		fprintf(stderr, "usage: countersign keys rotate [--json]\n");
-		return 2;
+	if (argc < 1 || parse_args(argc - 1, argv + 1, "--json", &a) != 0)
+		goto usage;
+	if (strcmp(argv[0], "list") == 0 && a.npos == 0) {
+		rc = keys_list(&list);
+		return print_list(rc, list, a.json, "keys");
 	}
+	if (strcmp(argv[0], "retire") == 0 && a.npos <= 1) {
+		/*
+		 * A previous key must outlive every token it signed: the
+		 * longest lifetime plus a margin for clock skew.
+		 */
+		rc = keys_retire(a.npos == 1 ? a.pos[0] : NULL,
+		    cfg->max_ttl + cfg->key_retire_margin, actor, &list);
+		if (rc != CS_OK) {
+			json_decref(list);
+			fprintf(stderr, "countersign: cannot retire keys\n");
+			return 1;
+		}
+		if (a.json)
+			print_json(json_pack("{s:o}", "retired", list));
+		else {
+			printf("%zu key(s) retired\n", json_array_size(list));
+			json_decref(list);
+		}
+		return 0;
+	}
+	if (strcmp(argv[0], "rotate") != 0 || a.npos != 0)
+		goto usage;
 	/* Make sure a first key exists, so rotation always has a predecessor. */
 	if (keys_acquire(&ks) != CS_OK) {
 		fprintf(stderr, "countersign: cannot load signing keys\n");
@@ -427,6 +465,138 @@ cmd_keys(int argc, char **argv)
 	else
 		printf("new signing key %s is current\n", kid);
 	return 0;
+usage:
+	fprintf(stderr, "usage: countersign keys rotate|retire [KID]|list "
+	    "[--json]\n");
+	return 2;
+}
+
+static int
+cmd_service(int argc, char **argv)
+{
+	struct cs_error err;
+	struct args a;
+
+	if (argc < 1)
+		goto usage;
+	if (strcmp(argv[0], "add") == 0) {
+		char secret[AGENTS_SECRET_LEN + 1];
+
+		if (parse_args(argc - 1, argv + 1, "--audience --json", &a) != 0 ||
+		    a.npos != 1 || a.audience == NULL)
+			goto usage;
+		if (services_add(a.pos[0], a.audience, actor, secret, &err) != CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:s, s:s, s:s, s:s}", "name", a.pos[0],
+			    "client_id", a.pos[0], "client_secret", secret,
+			    "audiences", a.audience));
+		else
+			printf("service %s created\nclient_id:     %s\n"
+			    "client_secret: %s\n(the secret is shown only once)\n",
+			    a.pos[0], a.pos[0], secret);
+		util_secure_zero(secret, sizeof(secret));
+		return 0;
+	}
+	if (strcmp(argv[0], "list") == 0) {
+		json_t *list = NULL;
+		enum cs_err rc;
+
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 0)
+			goto usage;
+		rc = services_list(&list);
+		return print_list(rc, list, a.json, "services");
+	}
+usage:
+	fprintf(stderr, "usage: countersign service add NAME --audience "
+	    "AUD[,AUD...] [--json] | service list [--json]\n");
+	return 2;
+}
+
+/* countersign token verify: the verify library, from the command line. */
+static int
+cmd_token_verify(const struct broker_config *cfg, struct args *a)
+{
+	struct cs_verifier *v = NULL;
+	struct cs_claims c;
+	enum cs_verify_result r;
+	char *body = NULL;
+	long status = 0;
+	int rc = 1;
+
+	memset(&c, 0, sizeof(c));
+	v = cs_verifier_new(a->issuer != NULL ? a->issuer : cfg->issuer,
+	    a->audience);
+	if (v == NULL)
+		goto out;
+	if (strncmp(a->jwks, "http://", 7) == 0 ||
+	    strncmp(a->jwks, "https://", 8) == 0) {
+		size_t len = 0;
+
+		if (httpclient_global_init() != 0 ||
+		    httpclient_request("GET", a->jwks, NULL, NULL, NULL, 0, 10,
+		    &status, &body, &len) != 0 || status != 200 ||
+		    cs_verifier_load_jwks(v, body, len) <= 0) {
+			fprintf(stderr, "countersign: cannot load a JWKS from %s\n",
+			    a->jwks);
+			goto out;
+		}
+	} else if (cs_verifier_load_jwks_file(v, a->jwks) <= 0) {
+		fprintf(stderr, "countersign: cannot load a JWKS from %s\n",
+		    a->jwks);
+		goto out;
+	}
+	r = cs_verify(v, a->pos[1], &c);
+	if (r != CS_VERIFY_OK) {
+		printf("invalid: %s\n", cs_verify_result_name(r));
+		goto out;
+	}
+	printf("%s\n", c.json);
+	rc = 0;
+out:
+	cs_claims_clear(&c);
+	cs_verifier_free(v);
+	free(body);
+	return rc;
+}
+
+static int
+cmd_token(const struct broker_config *cfg, int argc, char **argv)
+{
+	struct cs_error err;
+	struct args a;
+	int revoked = 0;
+
+	if (parse_args(argc, argv, "--jwks --audience --issuer --json", &a) != 0)
+		goto usage;
+	if (a.npos == 2 && strcmp(a.pos[0], "verify") == 0 && a.jwks != NULL)
+		return cmd_token_verify(cfg, &a);
+	if (a.npos == 2 && strcmp(a.pos[0], "revoke") == 0) {
+		if (!util_valid_id(a.pos[1], strlen(a.pos[1])))
+			goto usage;
+		if (db_init(cfg->database_url, cfg->db_connect_timeout,
+		    cfg->db_statement_timeout) != 0)
+			return 1;
+		if (tokens_revoke_jti(a.pos[1], 0, actor, "cli", &revoked,
+		    &err) != CS_OK)
+			return fail(&err);
+		if (!revoked) {
+			fprintf(stderr, "countersign: no live token with jti %s\n",
+			    a.pos[1]);
+			return 1;
+		}
+		if (a.json)
+			print_json(json_pack("{s:s, s:b}", "jti", a.pos[1],
+			    "revoked", 1));
+		else
+			printf("token %s revoked\n", a.pos[1]);
+		return 0;
+	}
+usage:
+	fprintf(stderr, "usage: countersign token revoke JTI | token verify "
+	    "--jwks URL|FILE [--audience AUD] [--issuer ISS] TOKEN\n");
+	return 2;
 }
 
 static int
@@ -686,6 +856,11 @@ cli_run(const struct broker_config *cfg, int argc, char **argv)
 	/* Approvers act through the HTTP API, with neither database nor keys. */
 	if (strcmp(argv[0], "approvals") == 0)
 		return cmd_approvals(cfg, argc - 1, argv + 1);
+	if (strcmp(argv[0], "token") == 0) {
+		rc = cmd_token(cfg, argc - 1, argv + 1);
+		db_shutdown();
+		return rc;
+	}
 	if (db_init(cfg->database_url, cfg->db_connect_timeout,
 	    cfg->db_statement_timeout) != 0)
 		return 1;
@@ -706,7 +881,9 @@ cli_run(const struct broker_config *cfg, int argc, char **argv)
 	else if (strcmp(argv[0], "grant") == 0)
 		rc = cmd_grant(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "keys") == 0)
-		rc = cmd_keys(argc - 1, argv + 1);
+		rc = cmd_keys(cfg, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "service") == 0)
+		rc = cmd_service(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "approver") == 0)
 		rc = cmd_approver(argc - 1, argv + 1);
 	else {

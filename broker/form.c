@@ -223,3 +223,51 @@ out:
 	}
 	return rc;
 }
+
+enum form_cred_result
+form_client_credentials(const char *authorization, const struct form *body,
+    char **id, char **secret, const char **method)
+{
+	size_t n_id = 0, n_secret = 0;
+	const char *bid;
+
+	*id = NULL;
+	*secret = NULL;
+	bid = form_get(body, "client_id", &n_id);
+	form_get(body, "client_secret", &n_secret);
+	if (authorization != NULL) {
+		*method = "client_secret_basic";
+		if (n_secret > 0)
+			return FORM_CRED_BOTH;
+		if (form_parse_basic(authorization, id, secret) != 0)
+			return FORM_CRED_MALFORMED;
+		/* A body client_id, if any, must name the same client. */
+		if (n_id > 1 || (n_id == 1 && strcmp(bid, *id) != 0)) {
+			free(*id);
+			util_secure_zero(*secret, strlen(*secret));
+			free(*secret);
+			*id = NULL;
+			*secret = NULL;
+			return FORM_CRED_MISMATCH;
+		}
+		return FORM_CRED_OK;
+	}
+	*method = "client_secret_post";
+	if (n_id == 0 && n_secret == 0)
+		return FORM_CRED_MISSING;
+	if (n_id != 1 || n_secret != 1) {
+		if (n_id == 1)
+			*id = strdup(bid);
+		return FORM_CRED_MALFORMED;
+	}
+	*id = strdup(bid);
+	*secret = strdup(form_get(body, "client_secret", NULL));
+	if (*id == NULL || *secret == NULL) {
+		free(*id);
+		free(*secret);
+		*id = NULL;
+		*secret = NULL;
+		return FORM_CRED_MALFORMED;
+	}
+	return FORM_CRED_OK;
+}

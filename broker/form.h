@@ -66,4 +66,24 @@ const char *form_has_other(const struct form *f, const char *const *allowed);
  */
 int form_parse_basic(const char *header, char **id, char **secret);
 
+enum form_cred_result {
+	FORM_CRED_OK = 0,
+	FORM_CRED_MISSING,	/* no credentials at all */
+	FORM_CRED_MALFORMED,	/* bad Basic header, or half of a post pair */
+	FORM_CRED_BOTH,		/* Basic and client_secret in the body */
+	FORM_CRED_MISMATCH	/* body client_id differs from the Basic one */
+};
+
+/*
+ * form_client_credentials(authorization, body, id, secret, method): the
+ * client credentials of a request, from client_secret_basic (the
+ * Authorization header value, may be NULL) or client_secret_post (form
+ * fields). Exactly one method may be used (RFC 6749 §2.3). On FORM_CRED_OK
+ * *id and *secret are new strings the caller frees (wiping *secret) and
+ * *method names the method; on FORM_CRED_MALFORMED *id may still be set
+ * (for the audit row), otherwise both are NULL.
+ */
+enum form_cred_result form_client_credentials(const char *authorization,
+    const struct form *body, char **id, char **secret, const char **method);
+
 #endif

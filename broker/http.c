@@ -510,6 +510,9 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(req);
 }
 
+static void mhd_logger(void *, const char *, va_list)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 mhd_logger(void *cls, const char *fmt, va_list ap)
 {

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
@@ -68,8 +69,8 @@ static const struct db_stmt insert_first = {
 
 static const struct db_stmt demote_current = {
 	"keys_demote",
-	"UPDATE signing_keys SET state = 'previous' WHERE state = 'current' "
-	"RETURNING kid",
+	"UPDATE signing_keys SET state = 'previous', rotated_at = now() "
+	"WHERE state = 'current' RETURNING kid",
 	0
 };
 
@@ -78,6 +79,25 @@ static const struct db_stmt insert_current = {
 	"INSERT INTO signing_keys (kid, alg, public_jwk, private_enc, state) "
 	"VALUES ($1, 'ES256', $2::jsonb, $3::bytea, 'current')",
 	3
+};
+
+static const struct db_stmt retire_keys = {
+	"keys_retire",
+	"WITH r AS (UPDATE signing_keys SET state = 'retired', retired_at = now() "
+	"WHERE state = 'previous' AND ($1::text IS NULL OR kid = $1) "
+	"AND rotated_at <= now() - make_interval(secs => $2::int) RETURNING kid) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'key.retired', $3, r.kid, '{}' FROM r RETURNING subject",
+	3
+};
+
+static const struct db_stmt list_keys = {
+	"keys_list",
+	"SELECT coalesce(jsonb_agg(jsonb_build_object('kid', kid, 'alg', alg, "
+	"'state', state, 'created_at', created_at, 'rotated_at', rotated_at, "
+	"'retired_at', retired_at) ORDER BY created_at), '[]'::jsonb)::text "
+	"FROM signing_keys",
+	0
 };
 
 static int
@@ -208,6 +228,25 @@ keys_secret_hash(const char *secret, size_t len,
 	    outlen != KEYS_HASH_LEN)
 		return -1;
 	return 0;
+}
+
+int
+keys_secret_matches(const char *secret, const char *stored)
+{
+	static const unsigned char dummy[KEYS_HASH_LEN] = { 0 };
+	unsigned char want[KEYS_HASH_LEN], got[KEYS_HASH_LEN];
+	size_t wantlen = 0;
+	int known, match;
+
+	known = stored != NULL &&
+	    db_bytea_value(stored, want, sizeof(want), &wantlen) == 0 &&
+	    wantlen == KEYS_HASH_LEN;
+	if (keys_secret_hash(secret, strlen(secret), got) != 0)
+		return 0;
+	match = CRYPTO_memcmp(got, known ? want : dummy, KEYS_HASH_LEN) == 0;
+	util_secure_zero(want, sizeof(want));
+	util_secure_zero(got, sizeof(got));
+	return known && match;
 }
 
 /*
@@ -591,4 +630,42 @@ keys_rotate(const char *actor, char *new_kid, size_t cap)
 	}
 	memcpy(new_kid, kid, sizeof(kid));
 	return CS_OK;
+}
+
+enum cs_err
+keys_retire(const char *kid, int64_t min_age, const char *actor,
+    json_t **retired)
+{
+	const char *params[3];
+	struct db_result *res = NULL;
+	char age[24];
+	enum cs_err rc;
+	int i;
+
+	*retired = json_array();
+	if (*retired == NULL)
+		return CS_ERR_INTERNAL;
+	snprintf(age, sizeof(age), "%lld", (long long)min_age);
+	params[0] = kid;
+	params[1] = age;
+	params[2] = actor;
+	rc = db_exec(&retire_keys, params, &res);
+	for (i = 0; rc == CS_OK && i < db_nrows(res); i++)
+		json_array_append_new(*retired, json_string(db_value(res, i, 0)));
+	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
+keys_list(json_t **out)
+{
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	*out = NULL;
+	rc = db_exec(&list_keys, NULL, &res);
+	if (rc == CS_OK && (*out = json_loads(db_value(res, 0, 0), 0, NULL)) == NULL)
+		rc = CS_ERR_INTERNAL;
+	db_result_free(res);
+	return rc;
 }

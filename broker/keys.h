@@ -17,6 +17,7 @@
 #include "config.h"
 #include "countersign.h"
 #include "jose.h"
+#include <jansson.h>
 
 #define KEYS_HASH_LEN	32
 
@@ -39,6 +40,15 @@ void keys_shutdown(void);
  */
 int keys_secret_hash(const char *secret, size_t len,
     unsigned char out[KEYS_HASH_LEN]);
+
+/*
+ * keys_secret_matches(secret, stored): 1 if secret's HMAC equals stored
+ * (the database's hex text of a 32-byte bytea), else 0. stored may be NULL
+ * for an unknown client: the same HMAC and comparison still run, against a
+ * dummy, so timing does not reveal which clients exist. Constant time in
+ * the secret's content.
+ */
+int keys_secret_matches(const char *secret, const char *stored);
 
 /*
  * keys_acquire(ks): a reference to the current key set, loading it from the
@@ -72,5 +82,18 @@ const char *keys_jwks(const struct keyset *ks, size_t *len,
  * one transaction. Returns CS_OK and the new kid in new_kid (cap >= 44).
  */
 enum cs_err keys_rotate(const char *actor, char *new_kid, size_t cap);
+
+/*
+ * keys_retire(kid, min_age, actor, retired): retire previous keys (all, or
+ * the one named kid) that stopped being current at least min_age seconds
+ * ago, so they leave the JWKS; each gets a key.retired event. A key still
+ * inside that window is left alone: tokens signed with it may be live.
+ * *retired is a new JSON array of the retired kids.
+ */
+enum cs_err keys_retire(const char *kid, int64_t min_age, const char *actor,
+    json_t **retired);
+
+/* keys_list(out): a new JSON array describing every signing key. */
+enum cs_err keys_list(json_t **out);
 
 #endif

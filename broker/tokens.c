@@ -13,6 +13,7 @@
 #include "log.h"
 #include "tokens.h"
 #include "util.h"
+#include "verify_internal.h"
 
 /*
  * Insert the token row and its audit event in one statement, and only if,
@@ -42,6 +43,51 @@ static const struct db_stmt insert_token = {
 	"SELECT 'token.issued', 'agent:' || $9, 'agent:' || $9, t.jti, "
 	"$10::jsonb FROM t RETURNING seq",
 	13
+};
+
+/*
+ * Record one use of a token and answer whether it is active, atomically:
+ * the use counter only moves while the token is unrevoked, unexpired, under
+ * its use limit and its agent enabled, so of concurrent uses of a
+ * single-use token exactly one is active. The token.used event records the
+ * outcome either way, in the same statement.
+ */
+static const struct db_stmt record_use = {
+	"tokens_record_use",
+	"WITH t AS (SELECT tk.revoked_at, tk.expires_at, a.disabled_at "
+	"FROM tokens tk JOIN agents a ON a.id = tk.agent_id WHERE tk.jti = $1), "
+	"u AS (UPDATE tokens tk SET use_count = use_count + 1, "
+	"last_used_at = now() WHERE tk.jti = $1 AND tk.revoked_at IS NULL "
+	"AND tk.expires_at > now() "
+	"AND (tk.max_uses IS NULL OR tk.use_count < tk.max_uses) "
+	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.id = tk.agent_id "
+	"AND a.disabled_at IS NOT NULL) RETURNING tk.use_count, tk.max_uses), "
+	"r AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 'active' "
+	"WHEN NOT EXISTS (SELECT 1 FROM t) THEN 'unknown_jti' "
+	"WHEN (SELECT revoked_at FROM t) IS NOT NULL THEN 'revoked' "
+	"WHEN (SELECT disabled_at FROM t) IS NOT NULL THEN 'agent_disabled' "
+	"WHEN (SELECT expires_at FROM t) <= now() THEN 'expired' "
+	"ELSE 'used_up' END AS result) "
+	"INSERT INTO audit_events (type, actor, subject, jti, details) "
+	"SELECT 'token.used', 'service:' || $2, 'agent:' || $3, $1, "
+	"jsonb_build_object('result', r.result, 'active', r.result = 'active', "
+	"'audience', $4::text, 'use', (SELECT use_count FROM u), "
+	"'max_uses', (SELECT max_uses FROM u)) FROM r "
+	"RETURNING details->>'result', coalesce(details->>'use', ''), "
+	"coalesce(details->>'max_uses', '')",
+	4
+};
+
+static const struct db_stmt revoke_jti = {
+	"tokens_revoke_jti",
+	"WITH r AS (UPDATE tokens SET revoked_at = now(), revoked_by = $2 "
+	"WHERE jti = $1 AND revoked_at IS NULL AND ($3::bigint = 0 OR "
+	"agent_id = $3::bigint) RETURNING jti, agent_id) "
+	"INSERT INTO audit_events (type, actor, subject, jti, details) "
+	"SELECT 'token.revoked', $2, 'agent:' || a.name, r.jti, "
+	"jsonb_build_object('via', $4::text) FROM r "
+	"JOIN agents a ON a.id = r.agent_id RETURNING seq",
+	4
 };
 
 int64_t
@@ -270,5 +316,197 @@ tokens_issue_read(const struct broker_config *cfg,
 		return deny(req, "revoked_during_issuance", NULL,
 		    CS_ERR_INVALID_SCOPE, err,
 		    "a grant for the requested scopes was revoked");
+	return rc;
+}
+
+#define TEN_YEARS	(10 * 366 * 24 * 3600)
+
+/* Audit a use that failed before the database could be asked. */
+static enum cs_err
+use_refused(const char *service, const char *jti, const char *result,
+    struct cs_error *err)
+{
+	char actor[CS_NAME_MAX + 16];
+	json_t *d = json_pack("{s:s, s:b}", "result", result, "active", 0);
+	enum cs_err rc;
+
+	snprintf(actor, sizeof(actor), "service:%s", service);
+	rc = audit_append("token.used", actor, NULL, jti, d);
+	json_decref(d);
+	if (rc != CS_OK)
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this use right now");
+	return CS_OK;
+}
+
+enum cs_err
+tokens_introspect(const struct broker_config *cfg, const char *service,
+    const char *const *audiences, size_t naudiences, const char *token,
+    json_t **out, struct cs_error *err)
+{
+	struct keyset *ks = NULL;
+	struct cs_claims c;
+	struct db_result *res = NULL;
+	const struct jose_key *const *keys;
+	json_t *claims = NULL, *resp = NULL;
+	const char *params[4];
+	enum cs_verify_result vr;
+	enum cs_err rc;
+	size_t nkeys, i;
+	int aud_ok = 0;
+
+	*out = NULL;
+	memset(&c, 0, sizeof(c));
+	if (keys_acquire(&ks) != CS_OK)
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "signing keys are not available right now");
+	keys = keys_verifying(ks, &nkeys);
+	vr = verify_with_keys(keys, nkeys, cfg->issuer, NULL, 0, util_now(),
+	    token, strnlen(token, JOSE_MAX_TOKEN + 1), &c);
+	keys_release(ks);
+	if (vr != CS_VERIFY_OK) {
+		/* The reason goes to the audit log, never to the caller. */
+		rc = use_refused(service, NULL, cs_verify_result_name(vr), err);
+		goto inactive;
+	}
+	for (i = 0; i < naudiences; i++)
+		if (strcmp(audiences[i], c.aud) == 0)
+			aud_ok = 1;
+	if (!aud_ok) {
+		/* One service must not learn about another's tokens. */
+		rc = use_refused(service, c.jti, "audience_mismatch", err);
+		goto inactive;
+	}
+	params[0] = c.jti;
+	params[1] = service;
+	params[2] = c.sub;
+	params[3] = c.aud;
+	rc = db_exec(&record_use, params, &res);
+	if (rc != CS_OK) {
+		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this use right now");
+		goto out;
+	}
+	if (db_nrows(res) != 1 || strcmp(db_value(res, 0, 0), "active") != 0) {
+		rc = CS_OK;
+		goto inactive;
+	}
+	claims = json_loads(c.json, 0, NULL);
+	resp = json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, "
+	    "s:s}", "active", 1, "scope", c.scope, "client_id", c.client_id,
+	    "sub", c.sub, "aud", c.aud, "iss", c.iss, "exp", (json_int_t)c.exp,
+	    "iat", (json_int_t)c.iat, "nbf", (json_int_t)c.nbf, "jti", c.jti,
+	    "token_type", "Bearer");
+	if (claims == NULL || resp == NULL) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	if (json_object_get(claims, "approval") != NULL)
+		json_object_set(resp, "approval", json_object_get(claims, "approval"));
+	if (json_object_get(claims, "authorization_details") != NULL)
+		json_object_set(resp, "authorization_details",
+		    json_object_get(claims, "authorization_details"));
+	if (json_object_get(claims, "cnf") != NULL)
+		json_object_set(resp, "cnf", json_object_get(claims, "cnf"));
+	if (db_value(res, 0, 2)[0] != '\0') {
+		int64_t used = 0, max = 0;
+
+		if (util_parse_int64(db_value(res, 0, 1), 0, INT64_MAX, &used) == 0 &&
+		    util_parse_int64(db_value(res, 0, 2), 0, INT64_MAX, &max) == 0)
+			json_object_set_new(resp, "uses_left",
+			    json_integer(max - used));
+	}
+	*out = resp;
+	resp = NULL;
+	rc = CS_OK;
+	goto out;
+inactive:
+	if (rc == CS_OK)
+		*out = json_pack("{s:b}", "active", 0);
+out:
+	json_decref(claims);
+	json_decref(resp);
+	db_result_free(res);
+	cs_claims_clear(&c);
+	return rc;
+}
+
+enum cs_err
+tokens_revoke_jti(const char *jti, int64_t agent_id, const char *actor,
+    const char *via, int *revoked, struct cs_error *err)
+{
+	const char *params[4];
+	struct db_result *res = NULL;
+	char idbuf[24];
+	enum cs_err rc;
+
+	*revoked = 0;
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)agent_id);
+	params[0] = jti;
+	params[1] = actor;
+	params[2] = idbuf;
+	params[3] = via;
+	rc = db_exec(&revoke_jti, params, &res);
+	if (rc != CS_OK) {
+		db_result_free(res);
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot revoke right now");
+	}
+	*revoked = db_nrows(res) == 1;
+	db_result_free(res);
+	return CS_OK;
+}
+
+enum cs_err
+tokens_revoke(const struct broker_config *cfg, const struct client *client,
+    const char *token, struct cs_error *err)
+{
+	struct keyset *ks = NULL;
+	struct cs_claims c;
+	const struct jose_key *const *keys;
+	char actor[CS_NAME_MAX + 8];
+	enum cs_verify_result vr;
+	enum cs_err rc;
+	size_t nkeys;
+	int revoked = 0;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(actor, sizeof(actor), "agent:%s", client->name);
+	if (keys_acquire(&ks) != CS_OK)
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "signing keys are not available right now");
+	keys = keys_verifying(ks, &nkeys);
+	/*
+	 * Any lifetime is fine here: revoking an expired token is harmless,
+	 * so verify with a leeway wider than any token lives.
+	 */
+	vr = verify_with_keys(keys, nkeys, cfg->issuer, NULL, TEN_YEARS,
+	    util_now(), token, strnlen(token, JOSE_MAX_TOKEN + 1), &c);
+	keys_release(ks);
+	if (vr != CS_VERIFY_OK) {
+		/* RFC 7009 §2.2: an invalid token is not an error. */
+		json_t *d = json_pack("{s:s}", "reason", cs_verify_result_name(vr));
+
+		rc = audit_append("token.revocation_ignored", actor, actor, NULL, d);
+		json_decref(d);
+		rc = rc == CS_OK ? CS_OK : cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this request right now");
+		goto out;
+	}
+	if (strcmp(c.client_id, client->client_id) != 0) {
+		json_t *d = json_pack("{s:s}", "reason", "not_owner");
+
+		rc = audit_append("token.revocation_ignored", actor, actor, c.jti, d);
+		json_decref(d);
+		rc = rc != CS_OK ? cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this request right now") :
+		    cs_error_set(err, CS_ERR_UNAUTHORIZED_CLIENT,
+		    "the token was not issued to this client");
+		goto out;
+	}
+	rc = tokens_revoke_jti(c.jti, client->agent_id, actor, "rfc7009",
+	    &revoked, err);
+out:
+	cs_claims_clear(&c);
 	return rc;
 }

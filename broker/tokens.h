@@ -78,6 +78,36 @@ enum cs_err tokens_mint(const struct broker_config *cfg,
     const struct token_mint *m, struct token_issued *out,
     struct cs_error *err);
 
+/*
+ * tokens_introspect(cfg, service, audiences, n, token, out, err): RFC 7662
+ * for a service whose audiences are audiences[0..n). Verifies the token
+ * (signature, typ, issuer, lifetime), checks its audience is the
+ * service's, and records the use (a token.used event for every call,
+ * inactive ones included, with the reason). Single-use and revoked tokens,
+ * and tokens of disabled agents, are inactive. On CS_OK *out is the
+ * response object ({"active": false} for every refusal, so the caller
+ * learns nothing of why). CS_ERR_UNAVAILABLE if the use cannot be recorded.
+ */
+enum cs_err tokens_introspect(const struct broker_config *cfg,
+    const char *service, const char *const *audiences, size_t n,
+    const char *token, json_t **out, struct cs_error *err);
+
+/*
+ * tokens_revoke(cfg, client, token, err): RFC 7009 revocation by the agent
+ * the token was issued to. Invalid tokens are ignored (CS_OK, audited);
+ * another agent's token is CS_ERR_UNAUTHORIZED_CLIENT.
+ */
+enum cs_err tokens_revoke(const struct broker_config *cfg,
+    const struct client *client, const char *token, struct cs_error *err);
+
+/*
+ * tokens_revoke_jti(jti, agent_id, actor, via, revoked, err): revoke a
+ * token by jti (of that agent, or any when agent_id is 0) with a
+ * token.revoked event. *revoked is 1 if a live token was revoked now.
+ */
+enum cs_err tokens_revoke_jti(const char *jti, int64_t agent_id,
+    const char *actor, const char *via, int *revoked, struct cs_error *err);
+
 /* tokens_issued_clear(t): wipe and free what t holds. NULL-safe. */
 void tokens_issued_clear(struct token_issued *t);
 

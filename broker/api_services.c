@@ -1,0 +1,115 @@
+/*
+ * api_services.c: POST /oauth2/introspect (RFC 7662, for services) and
+ * POST /oauth2/revoke (RFC 7009, for agents).
+ */
+#include <string.h>
+
+#include "agents.h"
+#include "api.h"
+#include "form.h"
+#include "services.h"
+#include "tokens.h"
+
+/* Parse a form body, refusing repeated parameters we read. */
+static struct form *
+parse_body(struct http_req *req)
+{
+	static const char *const single[] = { "token", "token_type_hint",
+	    "client_id", "client_secret", NULL };
+	const char *body;
+	struct form *f = NULL;
+	size_t len, i, count;
+
+	if (!http_req_content_type_is(req, "application/x-www-form-urlencoded")) {
+		http_reply_errorf(req, CS_ERR_INVALID_REQUEST, "the request body "
+		    "must be application/x-www-form-urlencoded");
+		return NULL;
+	}
+	body = http_req_body(req, &len);
+	if (form_parse(body, len, &f) != FORM_OK) {
+		http_reply_errorf(req, CS_ERR_INVALID_REQUEST,
+		    "the request body is not valid form encoding");
+		return NULL;
+	}
+	for (i = 0; single[i] != NULL; i++) {
+		form_get(f, single[i], &count);
+		if (count > 1) {
+			http_reply_errorf(req, CS_ERR_INVALID_REQUEST,
+			    "parameter '%s' is repeated", single[i]);
+			form_free(f);
+			return NULL;
+		}
+	}
+	if (form_get(f, "token", NULL) == NULL) {
+		http_reply_errorf(req, CS_ERR_INVALID_REQUEST, "token is required");
+		form_free(f);
+		return NULL;
+	}
+	return f;
+}
+
+void
+api_introspect(struct http_req *req)
+{
+	struct service svc;
+	struct cs_error err;
+	struct form *f;
+	json_t *out = NULL;
+
+	memset(&svc, 0, sizeof(svc));
+	f = parse_body(req);
+	if (f == NULL)
+		return;
+	if (services_authenticate(http_req_header(req, "Authorization", NULL), f,
+	    &svc, &err) != CS_OK) {
+		if (err.code == CS_ERR_INVALID_CLIENT)
+			http_add_header(req, "WWW-Authenticate",
+			    "Basic realm=\"countersign-services\"");
+		http_reply_error(req, &err);
+		goto out;
+	}
+	http_log_field(req, "service", svc.name);
+	if (tokens_introspect(api_config(), svc.name,
+	    (const char *const *)svc.audiences, svc.naudiences,
+	    form_get(f, "token", NULL), &out, &err) != CS_OK) {
+		http_reply_error(req, &err);
+		goto out;
+	}
+	if (json_is_true(json_object_get(out, "active")))
+		http_log_field(req, "jti", json_string_value(json_object_get(out,
+		    "jti")));
+	http_reply_json(req, 200, out);
+out:
+	services_clear(&svc);
+	form_free(f);
+}
+
+void
+api_revoke(struct http_req *req)
+{
+	struct client client;
+	struct cs_error err;
+	struct form *f;
+
+	f = parse_body(req);
+	if (f == NULL)
+		return;
+	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
+	    "revoke", &client, &err) != CS_OK) {
+		if (err.code == CS_ERR_INVALID_CLIENT)
+			http_add_header(req, "WWW-Authenticate",
+			    "Basic realm=\"countersign\"");
+		http_reply_error(req, &err);
+		goto out;
+	}
+	http_log_field(req, "agent", client.name);
+	if (tokens_revoke(api_config(), &client, form_get(f, "token", NULL),
+	    &err) != CS_OK) {
+		http_reply_error(req, &err);
+		goto out;
+	}
+	/* RFC 7009 §2.2: 200 whether or not the token was valid. */
+	http_reply_bytes(req, 200, "application/json", "{}", 2);
+out:
+	form_free(f);
+}

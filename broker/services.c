@@ -1,0 +1,245 @@
+/*
+ * services.c: see services.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agents.h"
+#include "audit.h"
+#include "db.h"
+#include "keys.h"
+#include "services.h"
+#include "util.h"
+
+static const struct db_stmt insert_service = {
+	"services_insert",
+	"WITH s AS (INSERT INTO services (name, audiences, secret_hash) "
+	"VALUES ($1, $2::text[], $3::bytea) RETURNING id, name, audiences) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'service.created', $4, 'service:' || s.name, "
+	"jsonb_build_object('service_id', s.id, 'audiences', s.audiences) "
+	"FROM s RETURNING seq",
+	4
+};
+
+static const struct db_stmt list_services = {
+	"services_list",
+	"SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, "
+	"'client_id', name, 'audiences', audiences, 'created_at', created_at, "
+	"'disabled', disabled_at IS NOT NULL) ORDER BY name), '[]'::jsonb)::text "
+	"FROM services",
+	0
+};
+
+static const struct db_stmt lookup_service = {
+	"services_lookup",
+	"SELECT id, name, secret_hash, disabled_at IS NOT NULL, audiences "
+	"FROM services WHERE name = $1",
+	1
+};
+
+void
+services_clear(struct service *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < s->naudiences; i++)
+		free(s->audiences[i]);
+	memset(s, 0, sizeof(*s));
+}
+
+int
+services_has_audience(const struct service *s, const char *aud)
+{
+	size_t i;
+
+	for (i = 0; aud != NULL && i < s->naudiences; i++)
+		if (strcmp(s->audiences[i], aud) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+valid_audience(const char *a)
+{
+	size_t i, n = strlen(a);
+
+	if (n == 0 || n > CS_AUDIENCE_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)a[i] <= 0x20 || (unsigned char)a[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+enum cs_err
+services_add(const char *name, const char *audiences, const char *actor,
+    char *secret, struct cs_error *err)
+{
+	unsigned char hash[KEYS_HASH_LEN];
+	char *items[SERVICES_AUDIENCES_MAX], *copy = NULL, *p, *arr = NULL;
+	char *hash_param = NULL;
+	const char *params[4];
+	size_t n = 0;
+	enum cs_err rc;
+
+	if (!util_valid_name(name))
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST, "service names "
+		    "are 1-64 characters of [A-Za-z0-9._-]");
+	copy = strdup(audiences != NULL ? audiences : "");
+	if (copy == NULL)
+		return cs_error_set(err, CS_ERR_INTERNAL, "out of memory");
+	for (p = copy; *p != '\0';) {
+		char *comma = strchr(p, ',');
+
+		if (comma != NULL)
+			*comma = '\0';
+		if (!valid_audience(p) || n == SERVICES_AUDIENCES_MAX) {
+			rc = cs_error_set(err, CS_ERR_INVALID_REQUEST, "--audience "
+			    "is a comma-separated list of up to %d audiences "
+			    "(printable ASCII, no spaces)", SERVICES_AUDIENCES_MAX);
+			goto out;
+		}
+		items[n++] = p;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	if (n == 0) {
+		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "a service needs at least one audience");
+		goto out;
+	}
+	arr = db_text_array((const char *const *)items, n);
+	if (arr == NULL || util_random_token(AGENTS_SECRET_BYTES, secret,
+	    AGENTS_SECRET_LEN + 1) != 0 ||
+	    keys_secret_hash(secret, strlen(secret), hash) != 0 ||
+	    (hash_param = db_bytea_param(hash, sizeof(hash))) == NULL) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	params[0] = name;
+	params[1] = arr;
+	params[2] = hash_param;
+	params[3] = actor;
+	rc = db_exec(&insert_service, params, NULL);
+	if (rc == CS_ERR_CONFLICT)
+		cs_error_set(err, rc, "a service named '%s' already exists", name);
+	else if (rc != CS_OK)
+		cs_error_set(err, rc, "database error");
+out:
+	if (rc != CS_OK)
+		util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
+	util_secure_zero(hash, sizeof(hash));
+	free(hash_param);
+	free(arr);
+	free(copy);
+	return rc;
+}
+
+enum cs_err
+services_list(json_t **out)
+{
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	*out = NULL;
+	rc = db_exec(&list_services, NULL, &res);
+	if (rc == CS_OK && (*out = json_loads(db_value(res, 0, 0), 0, NULL)) == NULL)
+		rc = CS_ERR_INTERNAL;
+	db_result_free(res);
+	return rc;
+}
+
+static enum cs_err
+auth_failed(const char *id, const char *method, const char *reason,
+    struct cs_error *err)
+{
+	char clip[AUDIT_FIELD_MAX];
+	json_t *d;
+	enum cs_err rc;
+
+	d = json_pack("{s:s, s:s, s:s}", "reason", reason, "method", method,
+	    "endpoint", "introspect");
+	rc = audit_append("service.auth_failed", "anonymous",
+	    id != NULL ? audit_clip(id, clip, 80) : NULL, NULL, d);
+	json_decref(d);
+	if (rc != CS_OK)
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this request right now");
+	return cs_error_set(err, CS_ERR_INVALID_CLIENT,
+	    "service authentication failed");
+}
+
+enum cs_err
+services_authenticate(const char *authorization, const struct form *body,
+    struct service *out, struct cs_error *err)
+{
+	char *id = NULL, *secret = NULL;
+	const char *method = "none", *params[1];
+	struct db_result *res = NULL;
+	size_t n = 0;
+	enum cs_err rc;
+
+	memset(out, 0, sizeof(*out));
+	switch (form_client_credentials(authorization, body, &id, &secret,
+	    &method)) {
+	case FORM_CRED_OK:
+		break;
+	case FORM_CRED_BOTH:
+	case FORM_CRED_MISMATCH:
+		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
+		    "use exactly one client authentication method");
+		goto out;
+	case FORM_CRED_MISSING:
+		rc = auth_failed(NULL, method, "missing", err);
+		goto out;
+	case FORM_CRED_MALFORMED:
+	default:
+		rc = auth_failed(id, method, "malformed", err);
+		goto out;
+	}
+	if (strlen(id) > CS_NAME_MAX || strlen(secret) > 256) {
+		rc = auth_failed(id, method, "malformed", err);
+		goto out;
+	}
+	params[0] = id;
+	rc = db_exec(&lookup_service, params, &res);
+	if (rc != CS_OK) {
+		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot check credentials right now");
+		goto out;
+	}
+	if (!keys_secret_matches(secret, db_nrows(res) == 1 ?
+	    db_value(res, 0, 2) : NULL)) {
+		rc = auth_failed(id, method, db_nrows(res) == 1 ? "bad_secret" :
+		    "unknown_client", err);
+		goto out;
+	}
+	if (strcmp(db_value(res, 0, 3), "t") == 0) {
+		rc = auth_failed(id, method, "disabled", err);
+		goto out;
+	}
+	if (util_parse_int64(db_value(res, 0, 0), 1, INT64_MAX, &out->id) != 0 ||
+	    db_parse_text_array(db_value(res, 0, 4), out->audiences,
+	    SERVICES_AUDIENCES_MAX, &n) != 0) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	out->naudiences = n;
+	snprintf(out->name, sizeof(out->name), "%s", db_value(res, 0, 1));
+	rc = CS_OK;
+out:
+	if (rc != CS_OK)
+		services_clear(out);
+	free(id);
+	if (secret != NULL) {
+		util_secure_zero(secret, strlen(secret));
+		free(secret);
+	}
+	db_result_free(res);
+	return rc;
+}

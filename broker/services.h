@@ -1,0 +1,51 @@
+/*
+ * services.h: resource servers ("services") that validate tokens through
+ * introspection. A service is its own realm of client credentials and may
+ * only learn about tokens issued for one of its audiences.
+ */
+#ifndef SERVICES_H
+#define SERVICES_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "countersign.h"
+#include "form.h"
+
+#define SERVICES_AUDIENCES_MAX	32
+
+struct service {
+	int64_t id;
+	char name[CS_NAME_MAX + 1];
+	char *audiences[SERVICES_AUDIENCES_MAX];	/* owned */
+	size_t naudiences;
+};
+
+/* services_clear(s): free what s holds. NULL-safe. */
+void services_clear(struct service *s);
+
+/* services_has_audience(s, aud): 1 if aud is one of s's audiences. */
+int services_has_audience(const struct service *s, const char *aud);
+
+/*
+ * services_add(name, audiences, actor, secret, err): create a service for
+ * the comma-separated audiences with a new random secret (stored as an
+ * HMAC), audit service.created. secret (AGENTS_SECRET_LEN + 1 bytes) gets
+ * the secret, shown once; the caller wipes it.
+ */
+enum cs_err services_add(const char *name, const char *audiences,
+    const char *actor, char *secret, struct cs_error *err);
+
+/* services_list(out): a new JSON array of services (no secrets). */
+enum cs_err services_list(json_t **out);
+
+/*
+ * services_authenticate(authorization, body, out, err): authenticate a
+ * service by client_secret_basic or client_secret_post, like agents (one
+ * method, constant-time compare, audited failures as
+ * service.auth_failed). The caller clears out with services_clear.
+ */
+enum cs_err services_authenticate(const char *authorization,
+    const struct form *body, struct service *out, struct cs_error *err);
+
+#endif

@@ -1,0 +1,320 @@
+// End-to-end: services introspect tokens (RFC 7662) and every use is
+// recorded; revocation by token, agent and RFC 7009; key rotation without
+// breaking live tokens; the C verify library through `countersign token
+// verify`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import * as jose from 'jose';
+import { Broker, decodeJwt, sleep } from './lib.mjs';
+
+const AUD = 'https://forum.example';
+const WIKI = 'https://wiki.example';
+const CIBA = 'urn:openid:params:grant-type:ciba';
+let b;
+let agent;
+let agent2;
+let forum;
+let wiki;
+let both;
+let approverKey;
+
+before(async () => {
+  b = await Broker.start({ env: { COUNTERSIGN_POLL_INTERVAL: '1' } });
+  b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
+  b.cliOk('scope', 'add', 'wiki:read', '--kind', 'read');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  b.cliOk('scope', 'add', 'forum:edit', '--kind', 'write', '--uses', '3');
+  agent = b.agent('svc-agent');
+  agent2 = b.agent('svc-agent2');
+  for (const a of ['svc-agent', 'svc-agent2']) {
+    b.cliOk('grant', 'add', a, 'forum:read', '--audience', AUD);
+    b.cliOk('grant', 'add', a, 'wiki:read', '--audience', WIKI);
+    b.cliOk('grant', 'add', a, 'forum:post', '--audience', AUD);
+    b.cliOk('grant', 'add', a, 'forum:edit', '--audience', AUD);
+  }
+  const svc = (name, aud) => {
+    const r = b.cliOk('service', 'add', name, '--audience', aud, '--json').json;
+    return { id: r.client_id, secret: r.client_secret };
+  };
+  forum = svc('forum', AUD);
+  wiki = svc('wiki', WIKI);
+  both = svc('portal', `${AUD},${WIKI}`);
+  approverKey = b.cliOk('approver', 'add', 'svc-approver', '--groups', 'ops', '--json').json.api_key;
+});
+
+after(async () => {
+  await b.stop();
+});
+
+async function readToken(a = agent, extra = {}) {
+  const r = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD, ...extra }, { auth: a });
+  assert.equal(r.status, 200, r.text);
+  return r.json.access_token;
+}
+
+async function writeToken(scope = 'forum:post', a = agent) {
+  const ask = await b.post('/oauth2/bc-authorize', { scope, resource: AUD, binding_message: 'edit a post' }, { auth: a });
+  assert.equal(ask.status, 200, ask.text);
+  const id = ask.json.auth_req_id;
+  const ok = await fetch(`${b.url}/v1/approvals/${id}/approve`, {
+    method: 'POST', headers: { authorization: `Bearer ${approverKey}`, 'content-type': 'application/json' }, body: '{}',
+  });
+  assert.equal(ok.status, 200);
+  const t = await b.post('/oauth2/token', { grant_type: CIBA, auth_req_id: id }, { auth: a });
+  assert.equal(t.status, 200, t.text);
+  return t.json.access_token;
+}
+
+const introspect = (token, svc = forum, extra = {}) =>
+  b.post('/oauth2/introspect', { token, ...extra }, { auth: svc });
+
+function uses(jti) {
+  return b.sql(`SELECT details->>'result' FROM audit_events WHERE type = 'token.used' AND jti = '${jti}' ORDER BY seq`)
+    .map((r) => r[0]);
+}
+
+test('introspection answers RFC 7662 and records the use', async () => {
+  const token = await readToken();
+  const { jti } = decodeJwt(token).payload;
+  const r = await introspect(token);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get('cache-control'), 'no-store');
+  assert.equal(r.json.active, true);
+  for (const k of ['scope', 'client_id', 'sub', 'aud', 'iss', 'exp', 'iat', 'jti', 'token_type']) {
+    assert.ok(r.json[k] !== undefined, k);
+  }
+  assert.equal(r.json.scope, 'forum:read');
+  assert.equal(r.json.sub, 'svc-agent');
+  assert.equal(r.json.aud, AUD);
+  assert.equal(r.json.iss, b.url);
+  assert.equal(r.json.jti, jti);
+  assert.equal(r.json.token_type, 'Bearer');
+  assert.equal(r.json.uses_left, undefined, 'read tokens have no use limit');
+  // Read tokens may be used many times; each use is recorded.
+  assert.equal((await introspect(token, both)).json.active, true);
+  assert.deepEqual(uses(jti), ['active', 'active']);
+  const [[actor]] = b.sql(`SELECT actor FROM audit_events WHERE type = 'token.used' AND jti = '${jti}' LIMIT 1`);
+  assert.equal(actor, 'service:forum');
+  assert.equal(b.sql(`SELECT use_count FROM tokens WHERE jti = '${jti}'`)[0][0], '2');
+});
+
+test('a service only sees tokens for its own audiences', async () => {
+  const token = await readToken();
+  const { jti } = decodeJwt(token).payload;
+  const r = await introspect(token, wiki);
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.json, { active: false });
+  assert.deepEqual(uses(jti), ['audience_mismatch']);
+  const wikiToken = await readToken(agent, { scope: 'wiki:read', resource: WIKI });
+  assert.equal((await introspect(wikiToken, wiki)).json.active, true);
+  assert.deepEqual((await introspect(wikiToken, forum)).json, { active: false });
+  assert.equal((await introspect(wikiToken, both)).json.active, true);
+});
+
+test('invalid tokens are active:false, the reason only in the audit log', async () => {
+  const token = await readToken(agent, { requested_ttl: '1' });
+  const [h, p, s] = token.split('.');
+  const claims = decodeJwt(token).payload;
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const pem = '-----BEGIN PUBLIC KEY-----\nMFkw...\n-----END PUBLIC KEY-----\n';
+  const hs = (() => {
+    const hh = enc({ alg: 'HS256', typ: 'at+jwt', kid: decodeJwt(token).header.kid });
+    const sig = createHmac('sha256', pem).update(`${hh}.${p}`).digest('base64url');
+    return `${hh}.${p}.${sig}`;
+  })();
+  const cases = {
+    tampered_payload: `${h}.${enc({ ...claims, scope: 'forum:post' })}.${s}`,
+    tampered_signature: `${h}.${p}.${s.slice(0, -2)}${s.endsWith('AA') ? 'BB' : 'AA'}`,
+    alg_none: `${enc({ alg: 'none', typ: 'at+jwt' })}.${p}.`,
+    hs256_public_key: hs,
+    zero_signature: `${h}.${p}.${Buffer.alloc(64).toString('base64url')}`,
+    unknown_kid: `${enc({ alg: 'ES256', typ: 'at+jwt', kid: 'nope' })}.${p}.${s}`,
+    truncated: token.slice(0, token.length - 10),
+    garbage: 'not-a-token',
+    oversized: 'a'.repeat(20000),
+    empty: '',
+  };
+  for (const [name, t] of Object.entries(cases)) {
+    const r = await introspect(t);
+    assert.equal(r.status, 200, name);
+    assert.deepEqual(r.json, { active: false }, name);
+  }
+  await sleep(2100);
+  assert.deepEqual((await introspect(token)).json, { active: false }, 'expired');
+  const reasons = b.sql(`SELECT details->>'result' FROM audit_events WHERE type = 'token.used'
+                         AND actor = 'service:forum' ORDER BY seq DESC LIMIT 11`).map((r) => r[0]);
+  assert.ok(reasons.includes('bad_signature'));
+  assert.ok(reasons.includes('bad_header'));
+  assert.ok(reasons.includes('unknown_key'));
+  assert.ok(reasons.includes('malformed'));
+  assert.ok(reasons.includes('too_large'));
+  assert.ok(reasons.includes('expired'));
+});
+
+test('introspection needs service credentials', async () => {
+  const token = await readToken();
+  let r = await b.post('/oauth2/introspect', { token });
+  assert.equal(r.status, 401);
+  assert.equal(r.json.error, 'invalid_client');
+  r = await introspect(token, { id: 'forum', secret: 'wrong' });
+  assert.equal(r.status, 401);
+  // Agents are not services.
+  r = await introspect(token, agent);
+  assert.equal(r.status, 401);
+  r = await b.post('/oauth2/introspect', {}, { auth: forum });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error, 'invalid_request');
+  assert.ok(Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'service.auth_failed'")[0][0]) >= 3);
+});
+
+test('a write token is single-use: the first introspection is active, then never again', async () => {
+  const token = await writeToken();
+  const { jti } = decodeJwt(token).payload;
+  let r = await introspect(token);
+  assert.equal(r.json.active, true);
+  assert.equal(r.json.uses_left, 0);
+  assert.equal(r.json.approval.approvers[0], 'svc-approver');
+  r = await introspect(token);
+  assert.deepEqual(r.json, { active: false });
+  assert.deepEqual(uses(jti), ['active', 'used_up']);
+});
+
+test('concurrent introspections of one single-use token: exactly one is active', async () => {
+  for (let round = 0; round < 3; round++) {
+    const token = await writeToken();
+    const results = await Promise.all(Array.from({ length: 16 }, () => introspect(token)));
+    const active = results.filter((r) => r.json.active === true);
+    assert.equal(active.length, 1, results.map((r) => JSON.stringify(r.json)).join(' '));
+    const { jti } = decodeJwt(token).payload;
+    assert.equal(uses(jti).filter((x) => x === 'active').length, 1);
+    assert.equal(uses(jti).length, 16);
+  }
+});
+
+test('--uses N allows N uses', async () => {
+  const token = await writeToken('forum:edit');
+  const seen = [];
+  for (let i = 0; i < 4; i++) seen.push((await introspect(token)).json.active);
+  assert.deepEqual(seen, [true, true, true, false]);
+});
+
+test('RFC 7009 revocation by the owning agent', async () => {
+  const token = await readToken();
+  const { jti } = decodeJwt(token).payload;
+  // Another agent cannot revoke it.
+  let r = await b.post('/oauth2/revoke', { token }, { auth: agent2 });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error, 'unauthorized_client');
+  assert.equal((await introspect(token)).json.active, true);
+  r = await b.post('/oauth2/revoke', { token, token_type_hint: 'access_token' }, { auth: agent });
+  assert.equal(r.status, 200);
+  assert.deepEqual((await introspect(token)).json, { active: false });
+  assert.equal(uses(jti).at(-1), 'revoked');
+  const [[actor, via]] = b.sql(`SELECT actor, details->>'via' FROM audit_events WHERE type = 'token.revoked' AND jti = '${jti}'`);
+  assert.equal(actor, 'agent:svc-agent');
+  assert.equal(via, 'rfc7009');
+  // Revoking again, or revoking garbage, is fine (RFC 7009 §2.2).
+  assert.equal((await b.post('/oauth2/revoke', { token }, { auth: agent })).status, 200);
+  assert.equal((await b.post('/oauth2/revoke', { token: 'garbage' }, { auth: agent })).status, 200);
+  assert.equal((await b.post('/oauth2/revoke', { token })).status, 401);
+  assert.equal((await b.post('/oauth2/revoke', {}, { auth: agent })).status, 400);
+});
+
+test('countersign token revoke JTI', async () => {
+  const token = await readToken();
+  const { jti } = decodeJwt(token).payload;
+  const r = b.cliOk('token', 'revoke', jti);
+  assert.match(r.stdout, /revoked/);
+  assert.deepEqual((await introspect(token)).json, { active: false });
+  const again = b.cli('token', 'revoke', jti);
+  assert.equal(again.code, 1);
+  assert.equal(b.sql(`SELECT actor FROM audit_events WHERE type = 'token.revoked' AND jti = '${jti}'`)[0][0].startsWith('admin:'), true);
+});
+
+test('agent disable is a kill switch for every live token', async () => {
+  const a = b.agent('killme');
+  b.cliOk('grant', 'add', 'killme', 'forum:read', '--audience', AUD);
+  const tokens = [await readToken(a), await readToken(a), await readToken(a)];
+  for (const t of tokens) assert.equal((await introspect(t)).json.active, true);
+  b.cliOk('agent', 'disable', 'killme');
+  for (const t of tokens) {
+    assert.deepEqual((await introspect(t)).json, { active: false });
+    assert.equal(uses(decodeJwt(t).payload.jti).at(-1), 'agent_disabled');
+  }
+});
+
+test('grant revoke stops new issuance', async () => {
+  const a = b.agent('grantless');
+  const g = b.cliOk('grant', 'add', 'grantless', 'forum:read', '--audience', AUD, '--json').json;
+  const token = await readToken(a);
+  b.cliOk('grant', 'revoke', String(g.id));
+  const r = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD }, { auth: a });
+  assert.equal(r.status, 400);
+  // Tokens already issued stay valid until they expire (revoke them by jti or agent).
+  assert.equal((await introspect(token)).json.active, true);
+});
+
+test('key rotation keeps old tokens valid; retirement removes the old key', async () => {
+  const old = await readToken();
+  const oldKid = decodeJwt(old).header.kid;
+  const rot = b.cliOk('keys', 'rotate', '--json').json;
+  assert.notEqual(rot.kid, oldKid);
+  let fresh;
+  for (let i = 0; i < 40; i++) {
+    fresh = await readToken();
+    if (decodeJwt(fresh).header.kid === rot.kid) break;
+    await sleep(100);
+  }
+  assert.equal(decodeJwt(fresh).header.kid, rot.kid, 'new tokens carry the new kid');
+  const JWKS = jose.createRemoteJWKSet(new URL(`${b.url}/.well-known/jwks.json`));
+  for (const t of [old, fresh]) {
+    await jose.jwtVerify(t, JWKS, { issuer: b.url, audience: AUD, typ: 'at+jwt' });
+    assert.equal((await introspect(t)).json.active, true);
+  }
+  const kids = (await b.get('/.well-known/jwks.json')).json.keys.map((k) => k.kid);
+  assert.ok(kids.includes(oldKid) && kids.includes(rot.kid));
+  // Too early to retire: the old key may still have live tokens.
+  let r = b.cliOk('keys', 'retire', '--json');
+  assert.deepEqual(r.json.retired, []);
+  // With a 1 s ceiling and no margin, the key is old enough a moment later.
+  await sleep(1100);
+  const saved = { ...b.env };
+  Object.assign(b.env, { COUNTERSIGN_MAX_TTL: '1', COUNTERSIGN_DEFAULT_TTL: '1', COUNTERSIGN_KEY_RETIRE_MARGIN: '0' });
+  r = b.cliOk('keys', 'retire', '--json');
+  b.env = saved;
+  assert.ok(r.json.retired.includes(oldKid));
+  assert.equal(b.sql(`SELECT count(*) FROM audit_events WHERE type = 'key.retired' AND subject = '${oldKid}'`)[0][0], '1');
+  let gone = false;
+  for (let i = 0; i < 40 && !gone; i++) {
+    gone = !(await b.get('/.well-known/jwks.json')).json.keys.some((k) => k.kid === oldKid);
+    if (!gone) await sleep(100);
+  }
+  assert.ok(gone, 'the retired key left the JWKS');
+  assert.deepEqual((await introspect(old)).json, { active: false });
+  const list = b.cliOk('keys', 'list', '--json').json;
+  assert.equal(list.find((k) => k.kid === oldKid).state, 'retired');
+  assert.equal(list.find((k) => k.kid === rot.kid).state, 'current');
+});
+
+test('countersign token verify uses the C verify library against the live JWKS', async () => {
+  const token = await readToken();
+  const jwks = `${b.url}/.well-known/jwks.json`;
+  let r = b.cli('token', 'verify', '--jwks', jwks, '--audience', AUD, token);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(JSON.parse(r.stdout).jti, decodeJwt(token).payload.jti);
+  r = b.cli('token', 'verify', '--jwks', jwks, '--audience', WIKI, token);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /wrong_audience/);
+  r = b.cli('token', 'verify', '--jwks', jwks, '--audience', AUD, '--issuer', 'https://evil.example', token);
+  assert.match(r.stdout, /wrong_issuer/);
+  r = b.cli('token', 'verify', '--jwks', jwks, token.slice(0, -4) + 'AAAA');
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /bad_signature|malformed/);
+});
+
+test('metadata advertises introspection and revocation', async () => {
+  const m = (await b.get('/.well-known/oauth-authorization-server')).json;
+  assert.equal(m.introspection_endpoint, `${b.url}/oauth2/introspect`);
+  assert.equal(m.revocation_endpoint, `${b.url}/oauth2/revoke`);
+});
