@@ -34,46 +34,61 @@ api_config(void)
 	return cfg_;
 }
 
+/* An endpoint URL under the issuer, as a new JSON string. */
+static json_t *
+endpoint(const struct broker_config *cfg, const char *path)
+{
+	char url[700];
+
+	snprintf(url, sizeof(url), "%s%s", cfg->issuer, path);
+	return json_string(url);
+}
+
 int
 api_init(const struct broker_config *cfg)
 {
-	char token_ep[600], jwks[600], bc[600], intro[600], revoke[600];
-	json_t *m;
+	json_t *m, *auth;
 
 	cfg_ = cfg;
-	snprintf(token_ep, sizeof(token_ep), "%s/oauth2/token", cfg->issuer);
-	snprintf(jwks, sizeof(jwks), "%s/.well-known/jwks.json", cfg->issuer);
-	snprintf(bc, sizeof(bc), "%s/oauth2/bc-authorize", cfg->issuer);
-	snprintf(intro, sizeof(intro), "%s/oauth2/introspect", cfg->issuer);
-	snprintf(revoke, sizeof(revoke), "%s/oauth2/revoke", cfg->issuer);
-	m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:[s, s], s:[s, s], "
-	    "s:[s], s:b, s:[s, s], s:[], s:[s, s], s:[s]}",
-	    "issuer", cfg->issuer,
-	    "token_endpoint", token_ep,
-	    "introspection_endpoint", intro,
-	    "revocation_endpoint", revoke,
-	    "introspection_endpoint_auth_methods_supported",
-	    "client_secret_basic", "client_secret_post",
-	    "revocation_endpoint_auth_methods_supported",
-	    "client_secret_basic", "client_secret_post",
-	    "jwks_uri", jwks,
-	    "backchannel_authentication_endpoint", bc,
-	    "backchannel_token_delivery_modes_supported", "poll",
-	    "backchannel_user_code_parameter_supported", 0,
-	    "grant_types_supported", "client_credentials",
-	    "urn:openid:params:grant-type:ciba",
-	    "response_types_supported",
-	    "token_endpoint_auth_methods_supported", "client_secret_basic",
-	    "client_secret_post",
-	    "access_token_signing_alg_values_supported", "ES256");
-	if (m == NULL)
-		return -1;
+	m = json_object();
+	auth = json_pack("[s, s]", "client_secret_basic", "client_secret_post");
+	if (m == NULL || auth == NULL)
+		goto fail;
+	json_object_set_new(m, "issuer", json_string(cfg->issuer));
+	json_object_set_new(m, "token_endpoint", endpoint(cfg, "/oauth2/token"));
+	json_object_set_new(m, "jwks_uri", endpoint(cfg, "/.well-known/jwks.json"));
+	json_object_set_new(m, "introspection_endpoint",
+	    endpoint(cfg, "/oauth2/introspect"));
+	json_object_set_new(m, "revocation_endpoint",
+	    endpoint(cfg, "/oauth2/revoke"));
+	json_object_set_new(m, "backchannel_authentication_endpoint",
+	    endpoint(cfg, "/oauth2/bc-authorize"));
+	json_object_set_new(m, "backchannel_token_delivery_modes_supported",
+	    json_pack("[s]", "poll"));
+	json_object_set_new(m, "backchannel_user_code_parameter_supported",
+	    json_false());
+	json_object_set_new(m, "grant_types_supported", json_pack("[s, s]",
+	    "client_credentials", "urn:openid:params:grant-type:ciba"));
+	/* No authorization endpoint, so no response types. */
+	json_object_set_new(m, "response_types_supported", json_array());
+	json_object_set(m, "token_endpoint_auth_methods_supported", auth);
+	json_object_set(m, "introspection_endpoint_auth_methods_supported", auth);
+	json_object_set(m, "revocation_endpoint_auth_methods_supported", auth);
+	json_object_set_new(m, "access_token_signing_alg_values_supported",
+	    json_pack("[s]", "ES256"));
+	json_object_set_new(m, "authorization_details_types_supported",
+	    json_pack("[s]", "*"));
 	metadata = json_dumps(m, JSON_COMPACT);
-	json_decref(m);
 	if (metadata == NULL)
-		return -1;
+		goto fail;
 	metadata_len = strlen(metadata);
+	json_decref(auth);
+	json_decref(m);
 	return 0;
+fail:
+	json_decref(auth);
+	json_decref(m);
+	return -1;
 }
 
 void

@@ -361,6 +361,11 @@ cmd_grant(int argc, char **argv)
 			    "3339 time such as 2026-12-31T23:59:59Z\n");
 			return 2;
 		}
+		/* 0 would mean "never" below; any past time is refused anyway. */
+		if (a.expires_at != NULL && exp <= util_now()) {
+			fprintf(stderr, "countersign: --expires-at is in the past\n");
+			return 1;
+		}
 		if (grants_add(a.pos[0], a.pos[1], a.audience, ttl, exp, actor,
 		    &id, &err) != CS_OK)
 			return fail(&err);

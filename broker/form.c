@@ -264,6 +264,8 @@ form_client_credentials(const char *authorization, const struct form *body,
 	*secret = strdup(form_get(body, "client_secret", NULL));
 	if (*id == NULL || *secret == NULL) {
 		free(*id);
+		if (*secret != NULL)
+			util_secure_zero(*secret, strlen(*secret));
 		free(*secret);
 		*id = NULL;
 		*secret = NULL;
