@@ -49,7 +49,9 @@ if [ "$unit" = 1 ]; then
 fi
 
 if [ "$e2e" = 1 ]; then
-	if [ ! -d "$here/node_modules/jose" ]; then
+	if ! (cd "$here" && node -e 'const fs = require("fs");
+	    for (const d of Object.keys(require("./package.json").dependencies))
+	        if (!fs.existsSync("node_modules/" + d)) process.exit(1);'); then
 		(cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || {
 			echo "e2e: npm ci failed in tests/"; failed=$((failed + 1)); }
 	fi
