@@ -184,14 +184,27 @@ export class Broker {
     return { id: r.json.client_id, secret: r.json.client_secret };
   }
 
+  // Stop with SIGTERM. A broker that does not exit cleanly (a crash, or a
+  // leak report under the sanitizer build) fails the test file.
   async stop() {
-    if (this.proc && this.proc.exitCode === null) {
-      this.proc.kill('SIGTERM');
-      const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
-      await this.exited;
+    let result = null;
+    if (this.proc) {
+      if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+      const t = setTimeout(() => this.proc.kill('SIGKILL'), 10000);
+      result = await this.exited;
       clearTimeout(t);
     }
     rmSync(this.dir, { recursive: true, force: true });
+    if (result && !this.killed && (result.code !== 0 || result.sig !== null)) {
+      throw new Error(`broker exited with ${result.code ?? result.sig}:\n${this.logs.slice(-4000)}`);
+    }
+  }
+
+  // kill -9, for crash tests; stop() then accepts the outcome.
+  async kill() {
+    this.killed = true;
+    this.proc.kill('SIGKILL');
+    await this.exited;
   }
 }
 
