@@ -866,7 +866,13 @@ cli_run(const struct broker_config *cfg, int argc, char **argv)
 		db_shutdown();
 		return rc;
 	}
-	if (db_init(cfg->database_url, cfg->db_connect_timeout,
+	/*
+	 * Migrations run as the database owner; everything else as the
+	 * broker's role, which cannot rewrite the audit log.
+	 */
+	if (db_init(strcmp(argv[0], "migrate") == 0 &&
+	    cfg->migrate_database_url[0] != '\0' ? cfg->migrate_database_url :
+	    cfg->database_url, cfg->db_connect_timeout,
 	    cfg->db_statement_timeout) != 0)
 		return 1;
 	if (strcmp(argv[0], "migrate") == 0) {

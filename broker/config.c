@@ -25,6 +25,7 @@ struct setting {
 
 static const struct setting settings[] = {
 	S("database_url", T_STRING, database_url, 0, 0),
+	S("migrate_database_url", T_STRING, migrate_database_url, 0, 0),
 	S("listen", T_LISTEN, listen_host, 0, 0),
 	S("issuer", T_STRING, issuer, 0, 0),
 	S("master_key_file", T_STRING, master_key_file, 0, 0),

@@ -21,6 +21,7 @@ enum log_level {
 
 struct broker_config {
 	char database_url[1024];	/* libpq conninfo or URL */
+	char migrate_database_url[1024];	/* owner's, for migrate only */
 	char listen_host[256];
 	int listen_port;
 	char issuer[512];		/* iss; derived from listen if unset */

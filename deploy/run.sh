@@ -58,9 +58,13 @@ if [ ! -f "$var/master.key" ]; then
 	echo "created $var/master.key (keep it: it decrypts the signing keys)"
 fi
 
+owner_url=$("$root/deploy/pg.sh" url "$var/pg" countersign)
 cat > "$var/countersign.conf" <<CONF
 # Written by deploy/run.sh for the local demo; see docs/configuration.md.
-database_url = $("$root/deploy/pg.sh" url "$var/pg" countersign)
+# The broker and admin commands connect as countersign_broker, which cannot
+# change the audit log; migrations run as the database owner.
+database_url = ${owner_url/postgres@/countersign_broker@}
+migrate_database_url = $owner_url
 master_key_file = $var/master.key
 listen = $listen
 CONF

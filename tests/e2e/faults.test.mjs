@@ -79,7 +79,8 @@ test('the broker starts while PostgreSQL is down and serves once it is up', asyn
     Object.assign(b2, {
       dir, url: `http://127.0.0.1:${port}`, dbUrl: c2.url(db),
       env: {
-        COUNTERSIGN_DATABASE_URL: c2.url(db), COUNTERSIGN_MASTER_KEY_FILE: keyFile,
+        COUNTERSIGN_DATABASE_URL: c2.urlAs(db, 'countersign_broker'),
+        COUNTERSIGN_MIGRATE_DATABASE_URL: c2.url(db), COUNTERSIGN_MASTER_KEY_FILE: keyFile,
         COUNTERSIGN_LISTEN: `127.0.0.1:${port}`, COUNTERSIGN_DB_CONNECT_TIMEOUT: '1',
       },
     });

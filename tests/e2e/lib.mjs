@@ -56,8 +56,14 @@ export class Cluster {
     pg('createdb', this.dir, name);
     return name;
   }
+  // The owner's URL (user postgres), for migrations and for tests that
+  // inspect or tamper with the database.
   url(db) {
     return pg('url', this.dir, db);
+  }
+  // The same database as another role.
+  urlAs(db, role) {
+    return this.url(db).replace('postgresql://postgres@', `postgresql://${role}@`);
   }
   stop(mode = 'fast') {
     pg('stop', this.dir, mode);
@@ -97,7 +103,8 @@ export class Broker {
       url: `http://127.0.0.1:${port}`,
       dbUrl: cluster.url(dbName),
       env: {
-        COUNTERSIGN_DATABASE_URL: cluster.url(dbName),
+        COUNTERSIGN_DATABASE_URL: cluster.urlAs(dbName, 'countersign_broker'),
+        COUNTERSIGN_MIGRATE_DATABASE_URL: cluster.url(dbName),
         COUNTERSIGN_MASTER_KEY_FILE: keyFile,
         COUNTERSIGN_LISTEN: `127.0.0.1:${port}`,
         COUNTERSIGN_THREADS: '4',
