@@ -34,4 +34,70 @@ enum cs_err audit_append(const char *type, const char *actor,
  */
 const char *audit_clip(const char *s, char *buf, size_t cap);
 
+/* ---- the hash chain (docs/audit.md) ------------------------------------ */
+
+#define AUDIT_HASH_LEN	32
+
+/*
+ * audit_event_hash(seq, time_us, type, actor, subject, jti, details, prev,
+ * out): the chain hash of one event: SHA-256 over "countersign-audit-v1\0"
+ * then each field as an 8-byte big-endian length and its bytes (a NULL
+ * field as length 2^64-1 and no bytes), in this order: seq and time_us as
+ * decimal text, type, actor, subject, jti, details (PostgreSQL's jsonb
+ * text), then the 32-byte prev hash. Returns 0 or -1.
+ */
+int audit_event_hash(const char *seq, const char *time_us, const char *type,
+    const char *actor, const char *subject, const char *jti,
+    const char *details, const unsigned char prev[AUDIT_HASH_LEN],
+    unsigned char out[AUDIT_HASH_LEN]);
+
+/*
+ * audit_gap_hash(seq, prev, out): the chain hash of a sequence number that
+ * was drawn but never committed: SHA-256 over "countersign-audit-gap-v1\0",
+ * the length-prefixed decimal seq and prev.
+ */
+int audit_gap_hash(const char *seq, const unsigned char prev[AUDIT_HASH_LEN],
+    unsigned char out[AUDIT_HASH_LEN]);
+
+/*
+ * audit_seal(grace, sealed): extend the chain over committed events in seq
+ * order, at most one sealer at a time across all brokers (an advisory
+ * lock; a busy lock returns CS_OK with nothing done). A missing seq is
+ * sealed as a gap only once the event after it is older than grace
+ * seconds, longer than any of our transactions can hold a drawn number.
+ * *sealed (may be NULL) receives how many links were added.
+ */
+enum cs_err audit_seal(int64_t grace, int *sealed);
+
+/* What audit_verify found. */
+struct audit_report {
+	int ok;			/* 1 if the sealed chain verified */
+	int64_t checked;	/* chain links checked */
+	int64_t head_seq;	/* last sealed seq, 0 if none */
+	unsigned char head_hash[AUDIT_HASH_LEN];
+	int64_t tail_count;	/* events after the head, not sealed yet */
+	int64_t tail_age;	/* seconds since the oldest of them, or 0 */
+	int64_t bad_seq;	/* first bad seq when !ok */
+	char problem[256];	/* what is wrong with it */
+};
+
+/*
+ * audit_verify(from, report): recompute the chain from seq from (1 for the
+ * whole log; later starts trust the link before it) and report the first
+ * edited, deleted, reordered or inserted event, a broken link or a missing
+ * link. Streams in pages, so memory stays flat for any log size. Returns
+ * CS_OK when the check ran (report->ok says how it went).
+ */
+enum cs_err audit_verify(int64_t from, struct audit_report *report);
+
+/*
+ * audit_head(seq, hash): the last sealed link (seq 0 and zero hash if the
+ * chain is empty).
+ */
+enum cs_err audit_head(int64_t *seq, unsigned char hash[AUDIT_HASH_LEN]);
+
+/* audit_start_sealer(grace) / audit_stop_sealer(): a sealing thread. */
+int audit_start_sealer(int64_t grace);
+void audit_stop_sealer(void);
+
 #endif

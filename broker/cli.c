@@ -13,6 +13,8 @@
 
 #include "agents.h"
 #include "approvals.h"
+#include "audit.h"
+#include "b64.h"
 #include "cli.h"
 #include "httpclient.h"
 #include "db.h"
@@ -35,6 +37,8 @@ struct args {
 	const char *owner, *kind, *max_ttl, *audience, *expires_at;
 	const char *approvals, *group, *uses, *groups, *email, *reason;
 	const char *scope, *ttl, *url, *state, *jwks, *issuer;
+	const char *from, *since, *until, *type, *agent, *jti, *checkpoint, *n;
+	int follow;
 	int owner_may_approve;
 };
 
@@ -68,6 +72,10 @@ cli_usage(void)
 	    "  service list [--json]\n"
 	    "  token revoke JTI\n"
 	    "  token verify --jwks URL|FILE [--audience AUD] [--issuer ISS] TOKEN\n"
+	    "  audit verify [--from SEQ] [--checkpoint JWS] [--json]\n"
+	    "  audit checkpoint [--json]\n"
+	    "  audit export [--since T] [--until T] [--type TYPE] [--agent NAME] [--jti JTI]\n"
+	    "  audit tail [--lines N] [--follow]\n"
 	    "  keys rotate [--json]\n"
 	    "  keys retire [KID] [--json]\n"
 	    "  keys list [--json]\n"
@@ -113,6 +121,10 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			a->owner_may_approve = 1;
 			continue;
 		}
+		if (strcmp(arg, "--follow") == 0) {
+			a->follow = 1;
+			continue;
+		}
 		if (strcmp(arg, "--owner") == 0)
 			slot = &a->owner;
 		else if (strcmp(arg, "--kind") == 0)
@@ -147,6 +159,22 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			slot = &a->jwks;
 		else if (strcmp(arg, "--issuer") == 0)
 			slot = &a->issuer;
+		else if (strcmp(arg, "--from") == 0)
+			slot = &a->from;
+		else if (strcmp(arg, "--since") == 0)
+			slot = &a->since;
+		else if (strcmp(arg, "--until") == 0)
+			slot = &a->until;
+		else if (strcmp(arg, "--type") == 0)
+			slot = &a->type;
+		else if (strcmp(arg, "--agent") == 0)
+			slot = &a->agent;
+		else if (strcmp(arg, "--jti") == 0)
+			slot = &a->jti;
+		else if (strcmp(arg, "--checkpoint") == 0)
+			slot = &a->checkpoint;
+		else if (strcmp(arg, "--lines") == 0)
+			slot = &a->n;
 		if (slot == NULL || i + 1 >= argc) {
 			fprintf(stderr, "countersign: %s needs a value\n", arg);
 			return -1;
@@ -835,6 +863,329 @@ usage:
 	return 2;
 }
 
+static const struct db_stmt export_page = {
+	"cli_audit_export",
+	"SELECT e.seq::text, to_char(e.time AT TIME ZONE 'UTC', "
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), e.type, e.actor, e.subject, "
+	"e.jti, e.details::text, encode(c.hash, 'hex') FROM audit_events e "
+	"LEFT JOIN audit_chain c ON c.seq = e.seq WHERE e.seq > $1::bigint "
+	"AND ($2::bigint IS NULL OR e.time >= to_timestamp($2::bigint)) "
+	"AND ($3::bigint IS NULL OR e.time < to_timestamp($3::bigint)) "
+	"AND ($4::text IS NULL OR e.type = $4) "
+	"AND ($5::text IS NULL OR e.actor = 'agent:' || $5 "
+	"OR e.subject = 'agent:' || $5) AND ($6::text IS NULL OR e.jti = $6) "
+	"ORDER BY e.seq LIMIT 1000",
+	6
+};
+
+static const struct db_stmt tail_start = {
+	"cli_audit_tail_start",
+	"SELECT coalesce(max(seq), 0) - $1::bigint FROM audit_events",
+	1
+};
+
+static const struct db_stmt checkpoint_insert = {
+	"cli_audit_checkpoint",
+	"WITH c AS (INSERT INTO audit_checkpoints (head_seq, head_hash, kid, jws) "
+	"VALUES ($1::bigint, decode($2, 'hex'), $3, $4) RETURNING id) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'audit.checkpoint', $5, 'audit', jsonb_build_object('head_seq', "
+	"$1::bigint, 'head_hash', $2::text, 'kid', $3::text, 'checkpoint_id', "
+	"c.id) FROM c RETURNING seq",
+	5
+};
+
+static const struct db_stmt chain_at = {
+	"cli_audit_chain_at",
+	"SELECT encode(hash, 'hex') FROM audit_chain WHERE seq = $1::bigint",
+	1
+};
+
+/* Print rows of export_page as JSON Lines; returns the last seq or -1. */
+static int64_t
+print_events(struct db_result *res)
+{
+	int64_t last = 0;
+	int i;
+
+	for (i = 0; i < db_nrows(res); i++) {
+		json_t *line, *details;
+		char *text;
+
+		details = json_loads(db_value(res, i, 6), 0, NULL);
+		line = json_pack("{s:I, s:s, s:s, s:s, s:s?, s:s?, s:o, s:s?}",
+		    "seq", (json_int_t)strtoll(db_value(res, i, 0), NULL, 10),
+		    "time", db_value(res, i, 1), "type", db_value(res, i, 2),
+		    "actor", db_value(res, i, 3),
+		    "subject", db_isnull(res, i, 4) ? NULL : db_value(res, i, 4),
+		    "jti", db_isnull(res, i, 5) ? NULL : db_value(res, i, 5),
+		    "details", details != NULL ? details : json_object(),
+		    "hash", db_isnull(res, i, 7) ? NULL : db_value(res, i, 7));
+		text = line != NULL ? json_dumps(line, JSON_COMPACT) : NULL;
+		if (text == NULL) {
+			json_decref(line);
+			return -1;
+		}
+		fputs(text, stdout);
+		fputc('\n', stdout);
+		free(text);
+		json_decref(line);
+		if (util_parse_int64(db_value(res, i, 0), 1, INT64_MAX, &last) != 0)
+			return -1;
+	}
+	return last;
+}
+
+static int
+audit_export(struct args *a, int64_t after, int follow)
+{
+	char afterbuf[24], sincebuf[24], untilbuf[24];
+	const char *params[6];
+	int64_t t;
+
+	params[1] = params[2] = NULL;
+	if (a->since != NULL) {
+		if (util_parse_rfc3339(a->since, &t) != 0)
+			return 2;
+		snprintf(sincebuf, sizeof(sincebuf), "%lld", (long long)t);
+		params[1] = sincebuf;
+	}
+	if (a->until != NULL) {
+		if (util_parse_rfc3339(a->until, &t) != 0)
+			return 2;
+		snprintf(untilbuf, sizeof(untilbuf), "%lld", (long long)t);
+		params[2] = untilbuf;
+	}
+	params[3] = a->type;
+	params[4] = a->agent;
+	params[5] = a->jti;
+	for (;;) {
+		struct db_result *res = NULL;
+		int64_t last;
+		int rows;
+
+		snprintf(afterbuf, sizeof(afterbuf), "%lld", (long long)after);
+		params[0] = afterbuf;
+		if (db_exec(&export_page, params, &res) != CS_OK) {
+			fprintf(stderr, "countersign: database error\n");
+			return 1;
+		}
+		rows = db_nrows(res);
+		last = print_events(res);
+		db_result_free(res);
+		if (last < 0)
+			return 1;
+		if (rows > 0)
+			after = last;
+		if (rows == 1000)
+			continue;
+		fflush(stdout);
+		if (!follow)
+			return 0;
+		sleep(1);
+	}
+}
+
+static int
+audit_checkpoint(const struct broker_config *cfg, int as_json)
+{
+	struct keyset *ks = NULL;
+	unsigned char hash[AUDIT_HASH_LEN];
+	char hex[2 * AUDIT_HASH_LEN + 1], b64[64], seqbuf[24], *payload = NULL;
+	char *jws = NULL;
+	const struct jose_key *key;
+	const char *params[5];
+	int64_t seq = 0;
+	json_t *p = NULL;
+	int rc = 1, i;
+
+	/* Seal what is committed, so the checkpoint covers it. */
+	if (audit_seal(cfg->audit_gap_grace, NULL) != CS_OK ||
+	    audit_head(&seq, hash) != CS_OK || keys_acquire(&ks) != CS_OK) {
+		fprintf(stderr, "countersign: cannot read the audit chain\n");
+		goto out;
+	}
+	for (i = 0; i < AUDIT_HASH_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+	b64_url_encode(hash, sizeof(hash), b64);
+	key = keys_signing(ks);
+	p = json_pack("{s:s, s:I, s:s, s:I}", "iss", cfg->issuer, "head_seq",
+	    (json_int_t)seq, "head_hash", b64, "iat", (json_int_t)util_now());
+	payload = p != NULL ? json_dumps(p, JSON_COMPACT) : NULL;
+	jws = payload != NULL ? jose_sign(key, "audit-checkpoint+jwt", payload,
+	    strlen(payload)) : NULL;
+	if (jws == NULL)
+		goto out;
+	snprintf(seqbuf, sizeof(seqbuf), "%lld", (long long)seq);
+	params[0] = seqbuf;
+	params[1] = hex;
+	params[2] = key->kid;
+	params[3] = jws;
+	params[4] = actor;
+	if (db_exec(&checkpoint_insert, params, NULL) != CS_OK) {
+		fprintf(stderr, "countersign: cannot record the checkpoint\n");
+		goto out;
+	}
+	if (as_json)
+		print_json(json_pack("{s:I, s:s, s:s, s:s}", "head_seq",
+		    (json_int_t)seq, "head_hash", hex, "kid", key->kid,
+		    "checkpoint", jws));
+	else
+		printf("%s\n", jws);
+	rc = 0;
+out:
+	keys_release(ks);
+	json_decref(p);
+	free(payload);
+	free(jws);
+	return rc;
+}
+
+/* Check that the chain still holds the head a checkpoint signed. */
+static int
+check_checkpoint(const char *jws, char *problem, size_t cap)
+{
+	struct keyset *ks = NULL;
+	const struct jose_key *const *keys;
+	struct db_result *res = NULL;
+	unsigned char hash[AUDIT_HASH_LEN + 1];
+	char seqbuf[24], hex[2 * AUDIT_HASH_LEN + 1];
+	const char *params[1], *b64;
+	json_t *claims = NULL;
+	size_t n, len = 0;
+	int ok = 0, i;
+
+	if (keys_acquire(&ks) != CS_OK) {
+		snprintf(problem, cap, "cannot load signing keys");
+		goto out;
+	}
+	keys = keys_verifying(ks, &n);
+	if (jose_verify(jws, strlen(jws), "audit-checkpoint+jwt", keys, n,
+	    &claims) != JOSE_OK) {
+		snprintf(problem, cap, "the checkpoint's signature does not "
+		    "verify with the broker's keys");
+		goto out;
+	}
+	b64 = json_string_value(json_object_get(claims, "head_hash"));
+	if (!json_is_integer(json_object_get(claims, "head_seq")) || b64 == NULL ||
+	    b64_url_decode(b64, strlen(b64), hash, sizeof(hash), &len) != 0 ||
+	    len != AUDIT_HASH_LEN) {
+		snprintf(problem, cap, "malformed checkpoint");
+		goto out;
+	}
+	snprintf(seqbuf, sizeof(seqbuf), "%lld",
+	    (long long)json_integer_value(json_object_get(claims, "head_seq")));
+	for (i = 0; i < AUDIT_HASH_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+	params[0] = seqbuf;
+	if (db_exec(&chain_at, params, &res) != CS_OK) {
+		snprintf(problem, cap, "database error");
+		goto out;
+	}
+	if (db_nrows(res) != 1 || strcmp(db_value(res, 0, 0), hex) != 0) {
+		snprintf(problem, cap, "the chain no longer holds the head the "
+		    "checkpoint signed at seq %s: the log was rewritten", seqbuf);
+		goto out;
+	}
+	ok = 1;
+out:
+	keys_release(ks);
+	json_decref(claims);
+	db_result_free(res);
+	return ok;
+}
+
+static int
+cmd_audit(const struct broker_config *cfg, int argc, char **argv)
+{
+	char errbuf[512];
+	struct args a;
+	int64_t from = 1, n = 20;
+	int rc;
+
+	if (argc < 1 || parse_args(argc - 1, argv + 1, "--from --checkpoint "
+	    "--since --until --type --agent --jti --lines --follow --json",
+	    &a) != 0 || a.npos != 0)
+		goto usage;
+	/* Only checkpoints need the broker's keys; auditors need no secret. */
+	if ((strcmp(argv[0], "checkpoint") == 0 || a.checkpoint != NULL) &&
+	    keys_init(cfg, errbuf, sizeof(errbuf)) != 0) {
+		fprintf(stderr, "countersign: %s\n", errbuf);
+		return 1;
+	}
+	if (strcmp(argv[0], "checkpoint") == 0)
+		return audit_checkpoint(cfg, a.json);
+	if (strcmp(argv[0], "export") == 0)
+		return audit_export(&a, 0, 0);
+	if (strcmp(argv[0], "tail") == 0) {
+		struct db_result *res = NULL;
+		char nbuf[24];
+		const char *params[1];
+		int64_t start = 0;
+
+		if (a.n != NULL && util_parse_int64(a.n, 0, 100000, &n) != 0)
+			goto usage;
+		snprintf(nbuf, sizeof(nbuf), "%lld", (long long)n);
+		params[0] = nbuf;
+		if (db_exec(&tail_start, params, &res) != CS_OK) {
+			fprintf(stderr, "countersign: database error\n");
+			return 1;
+		}
+		util_parse_int64(db_value(res, 0, 0), INT64_MIN, INT64_MAX, &start);
+		db_result_free(res);
+		return audit_export(&a, start > 0 ? start : 0, a.follow);
+	}
+	if (strcmp(argv[0], "verify") == 0) {
+		struct audit_report r;
+		char hex[2 * AUDIT_HASH_LEN + 1], problem[256] = "";
+		int i, cp_ok = 1;
+
+		if (a.from != NULL && util_parse_int64(a.from, 1, INT64_MAX,
+		    &from) != 0)
+			goto usage;
+		/* Seal what is committed first, so the tail is only what is new. */
+		(void)audit_seal(cfg->audit_gap_grace, NULL);
+		if (audit_verify(from, &r) != CS_OK) {
+			fprintf(stderr, "countersign: database error\n");
+			return 1;
+		}
+		if (r.ok && a.checkpoint != NULL)
+			cp_ok = check_checkpoint(a.checkpoint, problem,
+			    sizeof(problem));
+		for (i = 0; i < AUDIT_HASH_LEN; i++)
+			snprintf(hex + 2 * i, 3, "%02x", r.head_hash[i]);
+		if (a.json)
+			print_json(json_pack("{s:b, s:I, s:I, s:s, s:I, s:I, s:I, "
+			    "s:s*, s:s*}", "ok", r.ok && cp_ok, "checked",
+			    (json_int_t)r.checked, "head_seq", (json_int_t)r.head_seq,
+			    "head_hash", hex, "unsealed", (json_int_t)r.tail_count,
+			    "unsealed_age", (json_int_t)r.tail_age,
+			    "bad_seq", (json_int_t)r.bad_seq,
+			    "problem", r.ok ? NULL : r.problem,
+			    "checkpoint_problem", cp_ok ? NULL : problem));
+		else if (!r.ok)
+			printf("audit chain BROKEN at seq %lld: %s\n",
+			    (long long)r.bad_seq, r.problem);
+		else {
+			printf("audit chain ok: %lld links checked, head seq %lld "
+			    "hash %s; %lld newer events not sealed yet (oldest %llds)\n",
+			    (long long)r.checked, (long long)r.head_seq, hex,
+			    (long long)r.tail_count, (long long)r.tail_age);
+			if (!cp_ok)
+				printf("checkpoint FAILED: %s\n", problem);
+		}
+		rc = r.ok && cp_ok ? 0 : 3;
+		return rc;
+	}
+usage:
+	fprintf(stderr, "usage: countersign audit verify [--from SEQ] "
+	    "[--checkpoint JWS] [--json] | audit checkpoint [--json]\n"
+	    "       countersign audit export [--since RFC3339] [--until RFC3339] "
+	    "[--type TYPE] [--agent NAME] [--jti JTI]\n"
+	    "       countersign audit tail [--lines N] [--follow]\n");
+	return 2;
+}
+
 static int
 cmd_migrate(void)
 {
@@ -877,6 +1228,11 @@ cli_run(const struct broker_config *cfg, int argc, char **argv)
 		return 1;
 	if (strcmp(argv[0], "migrate") == 0) {
 		rc = cmd_migrate();
+		goto out;
+	}
+	if (strcmp(argv[0], "audit") == 0) {
+		rc = cmd_audit(cfg, argc - 1, argv + 1);
+		keys_shutdown();
 		goto out;
 	}
 	/* Everything else may hash secrets or touch keys. */

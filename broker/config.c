@@ -41,6 +41,7 @@ static const struct setting settings[] = {
 	S("db_statement_timeout", T_INT, db_statement_timeout, 1, 600000),
 	S("key_refresh", T_DURATION, key_refresh, 1, 86400),
 	S("key_retire_margin", T_INT, key_retire_margin, 0, 86400),
+	S("audit_gap_grace", T_INT, audit_gap_grace, 1, 86400),
 	S("log_level", T_LEVEL, log_level, 0, 0),
 	S("approval_timeout", T_DURATION, approval_timeout, 10, 86400),
 	S("poll_interval", T_INT, poll_interval, 1, 60),
@@ -68,6 +69,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->db_statement_timeout = 5000;
 	cfg->key_refresh = 30;
 	cfg->key_retire_margin = 60;
+	cfg->audit_gap_grace = 60;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->approval_timeout = 600;
 	cfg->poll_interval = 5;

@@ -38,6 +38,7 @@ struct broker_config {
 	int db_statement_timeout;	/* milliseconds */
 	int key_refresh;		/* seconds between signing-key reloads */
 	int key_retire_margin;		/* seconds a previous key outlives max_ttl */
+	int audit_gap_grace;		/* seconds before a missing seq is a gap */
 	int64_t approval_timeout;	/* seconds a step-up request lives */
 	int poll_interval;		/* CIBA polling interval, seconds */
 	char webhook_url[1024];		/* approver notifications; "" for none */

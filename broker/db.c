@@ -96,7 +96,7 @@ static struct db_conn *
 get_conn(void)
 {
 	struct db_conn *c;
-	char ct[16], opts[96];
+	char ct[16], opts[160];
 	const char *keys[] = { "dbname", "connect_timeout", "options",
 	    "application_name", NULL };
 	const char *vals[5];
@@ -115,9 +115,15 @@ get_conn(void)
 	if (conninfo == NULL)
 		return NULL;
 	snprintf(ct, sizeof(ct), "%d", connect_timeout);
+	/*
+	 * idle_in_transaction_session_timeout bounds how long any of our
+	 * transactions can hold a drawn audit sequence number uncommitted,
+	 * which the audit sealer relies on (docs/audit.md).
+	 */
 	snprintf(opts, sizeof(opts),
-	    "-c statement_timeout=%d -c lock_timeout=%d", statement_timeout_ms,
-	    statement_timeout_ms);
+	    "-c statement_timeout=%d -c lock_timeout=%d "
+	    "-c idle_in_transaction_session_timeout=%d", statement_timeout_ms,
+	    statement_timeout_ms, statement_timeout_ms);
 	vals[0] = conninfo;
 	vals[1] = ct;
 	vals[2] = opts;

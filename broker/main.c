@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "approvals.h"
+#include "audit.h"
 #include "httpclient.h"
 #include "cli.h"
 #include "config.h"
@@ -62,7 +63,8 @@ serve(const struct broker_config *cfg)
 		    "fail-closed until it is");
 	keys_release(ks);
 	if (httpclient_global_init() != 0 || notify_start(cfg) != 0 ||
-	    approvals_start_sweeper() != 0) {
+	    approvals_start_sweeper() != 0 ||
+	    audit_start_sealer(cfg->audit_gap_grace) != 0) {
 		log_error("cannot start background threads");
 		goto out;
 	}
@@ -85,6 +87,7 @@ serve(const struct broker_config *cfg)
 	http_stop();
 	rc = 0;
 out:
+	audit_stop_sealer();
 	approvals_stop_sweeper();
 	notify_stop();
 	api_shutdown();

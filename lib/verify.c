@@ -242,7 +242,11 @@ verify_with_keys(const struct jose_key *const *keys, size_t nkeys,
 		r = CS_VERIFY_WRONG_AUDIENCE;
 		goto out;
 	}
-	if (now >= out->exp + leeway) {
+	/*
+	 * exp comes from the token and may be as large as INT64_MAX, so
+	 * exp + leeway could overflow; such a token simply never expires.
+	 */
+	if (out->exp <= INT64_MAX - leeway && now >= out->exp + leeway) {
 		r = CS_VERIFY_EXPIRED;
 		goto out;
 	}
