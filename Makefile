@@ -64,7 +64,8 @@ $(BUILD)/obj/embedded_migrations.o: $(BUILD)/obj/embedded_migrations.c
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
 
 $(BUILD)/obj/%.o: broker/%.c $(wildcard broker/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 $(BUILD)/obj/verify.o: lib/verify.c lib/verify_internal.h include/countersign/verify.h broker/jose.h | $(BUILD)/obj
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
@@ -76,7 +77,8 @@ $(BUILD)/pic/verify.o: lib/verify.c lib/verify_internal.h include/countersign/ve
 	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=default -c -o $@ $<
 
 $(BUILD)/pic/%.o: broker/%.c $(wildcard broker/*.h) | $(BUILD)/pic
-	$(CC) $(CFLAGS_ALL) -fPIC -c -o $@ $<
+	@echo "  CC      $< (PIC)"
+	@$(CC) $(CFLAGS_ALL) -fPIC -c -o $@ $<
 
 $(BUILD)/libcountersign-verify.a: $(VERIFY_OBJS)
 	rm -f $@ && ar rcs $@ $^
@@ -87,13 +89,15 @@ $(BUILD)/libcountersign-verify.so: $(VERIFY_OBJS)
 	    -o $@ $^ -lcrypto -ljansson
 
 $(BUILD)/libcountersign.a: $(LIB_OBJS)
-	rm -f $@ && ar rcs $@ $^
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/countersign: $(BUILD)/obj/main.o $(BUILD)/libcountersign.a
 	$(CC) $(LDFLAGS_MODE) -o $@ $^ $(PKG_LIBS) -lpthread
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libcountersign.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_MODE) -o $@ $< \
+	@echo "  CCLD    $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_MODE) -o $@ $< \
 	    $(BUILD)/libcountersign.a $(PKG_LIBS) -lpthread
 
 run: deps all

@@ -116,9 +116,14 @@ cs_verifier_load_jwks(struct cs_verifier *v, const char *json, size_t len)
 		const char *kty = json_string_value(json_object_get(k, "kty"));
 		const char *crv = json_string_value(json_object_get(k, "crv"));
 
+		const char *use = json_string_value(json_object_get(k, "use"));
+
+		/* A published private key is a mistake we refuse to build on. */
+		if (json_object_get(k, "d") != NULL)
+			goto out;
 		/* Keys we cannot use are skipped; keys we misread are fatal. */
 		if (kty == NULL || strcmp(kty, "EC") != 0 || crv == NULL ||
-		    strcmp(crv, "P-256") != 0)
+		    strcmp(crv, "P-256") != 0 || (use != NULL && strcmp(use, "sig") != 0))
 			continue;
 		if (n == MAX_KEYS || jose_key_from_jwk(&loaded[n], k) != 0)
 			goto out;

@@ -84,6 +84,10 @@ if [ "$e2e" = 1 ]; then
 			echo "e2e: node printed no summary"
 			failed=$((failed + 1))
 		fi
+		if grep -qE '^ *not ok' "$tap"; then
+			echo "e2e: failed or cancelled:"
+			grep -E '^ *not ok' "$tap" | sed 's/^ */  /'
+		fi
 		passed=$((passed + ${p:-0}))
 		failed=$((failed + ${f:-0} + ${c:-0}))
 		skipped=$((skipped + ${s:-0}))
