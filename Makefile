@@ -43,7 +43,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps run stop test unit e2e asan fuzz lint clean
+.PHONY: all deps run stop test unit e2e asan fuzz lint clean bench
 
 all: $(BUILD)/countersign $(BUILD)/libcountersign-verify.a \
      $(BUILD)/libcountersign-verify.so
@@ -132,3 +132,7 @@ lint:
 
 clean:
 	rm -rf build build-asan
+
+# Benchmarks: figures only, no assertions (docs/benchmarks.md records them).
+bench: all
+	tests/bench/run.sh

@@ -42,6 +42,7 @@ static const struct setting settings[] = {
 	S("key_refresh", T_DURATION, key_refresh, 1, 86400),
 	S("key_retire_margin", T_INT, key_retire_margin, 0, 86400),
 	S("audit_gap_grace", T_INT, audit_gap_grace, 1, 86400),
+	S("audit_seal", T_INT, audit_seal, 0, 1),
 	S("log_level", T_LEVEL, log_level, 0, 0),
 	S("approval_timeout", T_DURATION, approval_timeout, 10, 86400),
 	S("poll_interval", T_INT, poll_interval, 1, 60),
@@ -70,6 +71,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->key_refresh = 30;
 	cfg->key_retire_margin = 60;
 	cfg->audit_gap_grace = 60;
+	cfg->audit_seal = 1;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->approval_timeout = 600;
 	cfg->poll_interval = 5;

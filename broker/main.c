@@ -64,7 +64,7 @@ serve(const struct broker_config *cfg)
 	keys_release(ks);
 	if (httpclient_global_init() != 0 || notify_start(cfg) != 0 ||
 	    approvals_start_sweeper() != 0 ||
-	    audit_start_sealer(cfg->audit_gap_grace) != 0) {
+	    (cfg->audit_seal && audit_start_sealer(cfg->audit_gap_grace) != 0)) {
 		log_error("cannot start background threads");
 		goto out;
 	}

@@ -39,7 +39,7 @@ entry_refused(const char *entry)
 {
 	char text[512];
 	struct cs_error err;
-	json_t *out = (json_t *)1;
+	json_t *out = json_true();	/* must become NULL */
 	enum cs_err rc;
 
 	snprintf(text, sizeof(text), "{\"uses\":[%s]}", entry);
@@ -52,7 +52,7 @@ static int
 body_refused(const char *text)
 {
 	struct cs_error err;
-	json_t *out = (json_t *)1;
+	json_t *out = json_true();	/* must become NULL */
 
 	return parse(text, &out, &err) == CS_ERR_INVALID_REQUEST && out == NULL;
 }
@@ -129,7 +129,6 @@ test_refusals(void)
 {
 	char big[70];
 	char entry[200];
-	size_t i;
 
 	/* jti */
 	memset(big, 'A', 65);
@@ -174,7 +173,7 @@ test_refusals(void)
 	/* One bad entry after good ones refuses the batch, naming its index. */
 	{
 		struct cs_error err;
-		json_t *out = (json_t *)1;
+		json_t *out = json_true();	/* must become NULL */
 
 		CHECK(parse("{\"uses\":[{\"jti\":\"a\",\"at\":1795841124,"
 		    "\"result\":\"ok\"},{\"jti\":\"b\",\"at\":1795841124,"
@@ -184,7 +183,6 @@ test_refusals(void)
 		CHECK(strstr(err.desc, "uses[1]") != NULL);
 		CHECK(strstr(err.desc, "bogus") == NULL);
 	}
-	(void)i;
 }
 
 static void

@@ -1,0 +1,2 @@
+-- wrk script: plain GETs (the no-database HTTP ceiling).
+wrk.method = "GET"

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh: Countersign's benchmarks (make bench). Prints every
+# figure; asserts nothing about speed. Durable PostgreSQL throughout
+# (fsync and synchronous_commit on), loopback, wrk as the load generator on
+# the same two cores.
+#
+#   BENCH_SECONDS  seconds per measured run (default 8)
+#   BENCH_THREADS  broker worker threads (default 8)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+secs=${BENCH_SECONDS:-8}
+threads=${BENCH_THREADS:-8}
+bin="$root/build/countersign"
+work=$(mktemp -d /tmp/cs-bench.XXXXXX)
+pgdir="$work/pg"
+pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+broker_pid=
+
+cleanup() {
+	[ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+	"$root/deploy/pg.sh" stop "$pgdir" immediate >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$root/deploy/pg.sh" init "$pgdir" "$pgport" >/dev/null
+"$root/deploy/pg.sh" start "$pgdir" >/dev/null
+"$root/deploy/pg.sh" createdb "$pgdir" bench >/dev/null
+owner=$("$root/deploy/pg.sh" url "$pgdir" bench)
+(umask 077; openssl rand -base64 32 > "$work/master.key")
+export COUNTERSIGN_DATABASE_URL=${owner/postgres@/countersign_broker@}
+export COUNTERSIGN_MIGRATE_DATABASE_URL=$owner
+export COUNTERSIGN_MASTER_KEY_FILE=$work/master.key
+export COUNTERSIGN_LISTEN=127.0.0.1:$port
+export COUNTERSIGN_LOG_LEVEL=warn
+export COUNTERSIGN_THREADS=$threads
+"$bin" migrate >/dev/null
+"$bin" scope add bench:read --kind read >/dev/null
+creds=$("$bin" agent add bench --json)
+"$bin" grant add bench bench:read --audience https://bench.example >/dev/null
+svc=$("$bin" service add bench-svc --audience https://bench.example --json)
+id=$(jq -r .client_id <<<"$creds"); secret=$(jq -r .client_secret <<<"$creds")
+sid=$(jq -r .client_id <<<"$svc"); ssecret=$(jq -r .client_secret <<<"$svc")
+agent_basic=$(printf '%s:%s' "$id" "$secret" | base64 -w0)
+svc_basic=$(printf '%s:%s' "$sid" "$ssecret" | base64 -w0)
+psqlq() { psql -X -q -At "$owner" -c "$1"; }
+
+start_broker() {
+	COUNTERSIGN_AUDIT_SEAL=$1 "$bin" serve 2>>"$work/broker.log" &
+	broker_pid=$!
+	for _ in $(seq 100); do
+		curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	echo "bench: broker did not start" >&2
+	tail -20 "$work/broker.log" >&2
+	exit 1
+}
+
+stop_broker() {
+	kill "$broker_pid"
+	wait "$broker_pid" 2>/dev/null || true
+	broker_pid=
+}
+
+# run_wrk NAME CONNECTIONS SCRIPT BASIC [PATH]: one measured wrk run; prints
+# a JSON line with the figures.
+run_wrk() {
+	local name=$1 conns=$2 script=$3 basic=$4 path=${5:-/oauth2/token}
+	local wthreads=2 tokens_before tokens_after out rss
+	[ "$conns" -lt 2 ] && wthreads=1
+	tokens_before=$(psqlq "SELECT count(*) FROM tokens")
+	out=$(BENCH_BASIC=$basic BENCH_TOKEN=${BENCH_TOKEN:-} wrk -t"$wthreads" \
+	    -c"$conns" -d"${secs}s" --latency -s "$root/tests/bench/$script" \
+	    "http://127.0.0.1:$port$path")
+	tokens_after=$(psqlq "SELECT count(*) FROM tokens")
+	rss=$(awk '/VmHWM/ {print $2}' "/proc/$broker_pid/status")
+	python3 - "$name" "$conns" "$tokens_before" "$tokens_after" "$rss" <<PY
+import json, re, sys
+out = """$out"""
+name, conns, before, after, rss = sys.argv[1:]
+def lat(p):
+    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, out, re.M)
+    if not m: return None
+    v, u = float(m.group(1)), m.group(2)
+    return round(v / 1000 if u == "us" else v * 1000 if u == "s" else v, 3)
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+print(json.dumps({"bench": name, "connections": int(conns), "req_per_s": round(rps),
+    "p50_ms": lat(50), "p90_ms": lat(90), "p99_ms": lat(99),
+    "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    "socket_errors": sum(map(int, errs.groups())) if errs else 0,
+    "requests": total, "tokens_recorded": int(after) - int(before),
+    "broker_peak_rss_kb": int(rss)}))
+PY
+}
+
+echo "== machine: $(nproc) cores, $(uname -sr), $(psql --version | head -1), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+echo "== ceilings"
+openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa/ {printf "{\"bench\": \"openssl speed ecdsap256\", \"sign_per_s\": %s, \"verify_per_s\": %s}\n", $(NF-1), $NF}'
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Werror -I"$root/include" -I"$root/broker" \
+    "$root/tests/bench/verify_bench.c" "$root/build/libcountersign-verify.a" \
+    -lcrypto -ljansson -o "$work/verify_bench"
+printf '{"bench": "C verify library, one core", "result": %s}\n' "$("$work/verify_bench" 3)"
+pgbench_out=$(psql -X -q "$owner" -c "CREATE TABLE IF NOT EXISTS bench_insert (id bigserial, t timestamptz DEFAULT now(), d jsonb)" && \
+    printf 'INSERT INTO bench_insert (d) VALUES (%s);\n' "'{\"a\":1}'" > "$work/insert.sql" && \
+    pgbench -n -f "$work/insert.sql" -c 16 -j 2 -T "$secs" "$owner" 2>/dev/null | awk '/^tps/ {print $3; exit}')
+printf '{"bench": "PostgreSQL INSERT per commit (pgbench, 16 clients)", "tx_per_s": %s}\n' "${pgbench_out:-null}"
+
+start_broker 1
+run_wrk "no-database HTTP (GET /healthz)" 64 get.lua "" /healthz | sed 's/"tokens_recorded": [0-9-]*, //'
+echo "== issuance (client_credentials, client_secret_basic), sealer on"
+for c in 1 16 64; do run_wrk "issuance, chain sealed" "$c" token.lua "$agent_basic"; done
+BENCH_TOKEN=$(curl -fsS -u "$id:$secret" -d grant_type=client_credentials \
+    -d scope=bench:read -d resource=https://bench.example -d requested_ttl=3600 \
+    "http://127.0.0.1:$port/oauth2/token" | jq -r .access_token)
+export BENCH_TOKEN
+echo "== introspection with use recording"
+run_wrk "introspection" 16 introspect.lua "$svc_basic" /oauth2/introspect
+stop_broker
+echo "== issuance with the sealer off (only to measure its cost)"
+start_broker 0
+run_wrk "issuance, sealer off" 16 token.lua "$agent_basic"
+stop_broker
+start_broker 1
+sleep 1
+echo "== audit after the runs"
+"$bin" audit verify --json
+issued=$(psqlq "SELECT count(*) FROM audit_events WHERE type = 'token.issued'")
+tokens=$(psqlq "SELECT count(*) FROM tokens")
+printf '{"bench": "audit rows vs tokens", "token_issued_events": %s, "token_rows": %s}\n' "$issued" "$tokens"
+stop_broker
