@@ -44,6 +44,10 @@ entry_refused(const char *entry)
 
 	snprintf(text, sizeof(text), "{\"uses\":[%s]}", entry);
 	rc = parse(text, &out, &err);
+	if (rc == CS_OK) {
+		json_decref(out);
+		return 0;
+	}
 	return rc == CS_ERR_INVALID_REQUEST && out == NULL &&
 	    strstr(err.desc, "uses[0]") != NULL;
 }
@@ -53,8 +57,14 @@ body_refused(const char *text)
 {
 	struct cs_error err;
 	json_t *out = json_true();	/* must become NULL */
+	enum cs_err rc;
 
-	return parse(text, &out, &err) == CS_ERR_INVALID_REQUEST && out == NULL;
+	rc = parse(text, &out, &err);
+	if (rc == CS_OK) {
+		json_decref(out);
+		return 0;
+	}
+	return rc == CS_ERR_INVALID_REQUEST && out == NULL;
 }
 
 static void
