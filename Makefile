@@ -36,7 +36,7 @@ LIB_OBJS := $(patsubst broker/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) \
             $(BUILD)/obj/verify.o $(BUILD)/obj/embedded_migrations.o
 # The verify library for services: our JOSE module plus the claim checks,
 # built position-independent as libcountersign-verify.{a,so}.
-VERIFY_SRCS := lib/verify.c broker/jose.c broker/b64.c
+VERIFY_SRCS := lib/verify.c lib/report.c broker/jose.c broker/b64.c
 VERIFY_OBJS := $(patsubst %.c,$(BUILD)/pic/%.o,$(notdir $(VERIFY_SRCS)))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -76,6 +76,9 @@ $(BUILD)/pic:
 $(BUILD)/pic/verify.o: lib/verify.c lib/verify_internal.h include/countersign/verify.h | $(BUILD)/pic
 	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=default -c -o $@ $<
 
+$(BUILD)/pic/report.o: lib/report.c include/countersign/report.h include/countersign/verify.h | $(BUILD)/pic
+	$(CC) $(CFLAGS_ALL) -fPIC -c -o $@ $<
+
 $(BUILD)/pic/%.o: broker/%.c $(wildcard broker/*.h) | $(BUILD)/pic
 	@echo "  CC      $< (PIC)"
 	@$(CC) $(CFLAGS_ALL) -fPIC -c -o $@ $<
@@ -86,7 +89,7 @@ $(BUILD)/libcountersign-verify.a: $(VERIFY_OBJS)
 $(BUILD)/libcountersign-verify.so: $(VERIFY_OBJS)
 	$(CC) -shared $(LDFLAGS_MODE:-pie=) -Wl,-soname,libcountersign-verify.so.0 \
 	    -Wl,--version-script=lib/verify.map \
-	    -o $@ $^ -lcrypto -ljansson
+	    -o $@ $^ -lcrypto -ljansson -lcurl -lpthread
 
 $(BUILD)/libcountersign.a: $(LIB_OBJS)
 	@echo "  AR      $@"

@@ -14,6 +14,10 @@ int api_init(const struct broker_config *cfg);
 /* api_shutdown(): free what api_init built. */
 void api_shutdown(void);
 
+/* api_limits_init(cfg) / api_limits_shutdown(): the per-agent limiters. */
+int api_limits_init(const struct broker_config *cfg);
+void api_limits_shutdown(void);
+
 /* The route table, ending in a {NULL} entry. */
 extern const struct http_route api_routes[];
 

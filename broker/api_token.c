@@ -8,7 +8,9 @@
 #include "agents.h"
 #include "api.h"
 #include "approvals.h"
+#include "audit.h"
 #include "form.h"
+#include "ratelimit.h"
 #include "scopes.h"
 #include "tokens.h"
 #include "util.h"
@@ -21,6 +23,112 @@ static const char *const single_params[] = {
 };
 
 #define CIBA_GRANT	"urn:openid:params:grant-type:ciba"
+
+static struct ratelimit *rl_token, *rl_bc, *rl_fail;
+
+int
+api_limits_init(const struct broker_config *cfg)
+{
+	rl_token = ratelimit_new(cfg->rate_token);
+	rl_bc = ratelimit_new(cfg->rate_bc_authorize);
+	rl_fail = ratelimit_new(cfg->rate_auth_failures);
+	return rl_token != NULL && rl_bc != NULL && rl_fail != NULL ? 0 : -1;
+}
+
+void
+api_limits_shutdown(void)
+{
+	ratelimit_free(rl_token);
+	ratelimit_free(rl_bc);
+	ratelimit_free(rl_fail);
+	rl_token = rl_bc = rl_fail = NULL;
+}
+
+/* Answer 429 with Retry-After, and record it. */
+static void
+reply_limited(struct http_req *req, const char *who, const char *what,
+    int retry_after)
+{
+	char ra[16], clip[AUDIT_FIELD_MAX];
+	json_t *d;
+
+	snprintf(ra, sizeof(ra), "%d", retry_after);
+	d = json_pack("{s:s, s:i}", "limit", what, "retry_after", retry_after);
+	/* Best effort: the refusal stands even if it cannot be recorded. */
+	(void)audit_append("rate.limited", "anonymous",
+	    audit_clip(who, clip, 80), NULL, d);
+	json_decref(d);
+	http_add_header(req, "Retry-After", ra);
+	http_reply_errorf(req, CS_ERR_RATE_LIMITED, "too many %s requests; "
+	    "retry after %d seconds", what, retry_after);
+}
+
+/* The client id a request claims, for limits keyed by it (caller frees). */
+static char *
+claimed_client(struct http_req *req, const struct form *f)
+{
+	char *id = NULL, *secret = NULL;
+	const char *method;
+
+	form_client_credentials(http_req_header(req, "Authorization", NULL), f,
+	    &id, &secret, &method);
+	if (secret != NULL) {
+		util_secure_zero(secret, strlen(secret));
+		free(secret);
+	}
+	return id;
+}
+
+/*
+ * Authenticate the agent of a request, refusing (429) a client id that has
+ * failed too often lately, without even checking its secret. Answers the
+ * request and returns -1 on any failure.
+ */
+static int
+authenticate(struct http_req *req, const struct form *f, const char *endpoint,
+    struct client *client)
+{
+	struct cs_error err;
+	char *id = claimed_client(req, f), key[RATELIMIT_KEY_MAX];
+	int retry = 0, rc = -1;
+
+	snprintf(key, sizeof(key), "fail:%.80s", id != NULL ? id : "");
+	if (id != NULL && !ratelimit_peek(rl_fail, key, &retry)) {
+		reply_limited(req, id, "failed authentication", retry);
+		goto out;
+	}
+	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
+	    endpoint, client, &err) != CS_OK) {
+		if (err.code == CS_ERR_INVALID_CLIENT) {
+			if (id != NULL)
+				(void)ratelimit_take(rl_fail, key, &retry);
+			http_add_header(req, "WWW-Authenticate",
+			    "Basic realm=\"countersign\"");
+		}
+		http_reply_error(req, &err);
+		goto out;
+	}
+	http_log_field(req, "agent", client->name);
+	rc = 0;
+out:
+	free(id);
+	return rc;
+}
+
+/* Take one request from an agent's budget for an endpoint. */
+static int
+admit(struct http_req *req, struct ratelimit *rl, const char *what,
+    const struct client *client)
+{
+	char key[RATELIMIT_KEY_MAX];
+	int retry = 0;
+
+	snprintf(key, sizeof(key), "%s:%s", what, client->name);
+	if (ratelimit_take(rl, key, &retry))
+		return 0;
+	reply_limited(req, client->name, what, retry);
+	return -1;
+}
 
 /* Reply with a fresh token (RFC 6749 §5.1). */
 static void
@@ -188,7 +296,6 @@ api_token(struct http_req *req)
 {
 	struct form *f = NULL;
 	struct client client;
-	struct cs_error err;
 	const char *gt;
 
 	f = parse_form_body(req);
@@ -200,15 +307,9 @@ api_token(struct http_req *req)
 		    "grant_type is required");
 		goto out;
 	}
-	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
-	    "token", &client, &err) != CS_OK) {
-		if (err.code == CS_ERR_INVALID_CLIENT)
-			http_add_header(req, "WWW-Authenticate",
-			    "Basic realm=\"countersign\"");
-		http_reply_error(req, &err);
+	if (authenticate(req, f, "token", &client) != 0 ||
+	    admit(req, rl_token, "token", &client) != 0)
 		goto out;
-	}
-	http_log_field(req, "agent", client.name);
 	if (strcmp(gt, "client_credentials") == 0)
 		client_credentials(req, f, &client);
 	else if (strcmp(gt, CIBA_GRANT) == 0)
@@ -239,15 +340,9 @@ api_bc_authorize(struct http_req *req)
 	f = parse_form_body(req);
 	if (f == NULL)
 		return;
-	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
-	    "bc-authorize", &client, &err) != CS_OK) {
-		if (err.code == CS_ERR_INVALID_CLIENT)
-			http_add_header(req, "WWW-Authenticate",
-			    "Basic realm=\"countersign\"");
-		http_reply_error(req, &err);
+	if (authenticate(req, f, "bc-authorize", &client) != 0 ||
+	    admit(req, rl_bc, "bc-authorize", &client) != 0)
 		goto out;
-	}
-	http_log_field(req, "agent", client.name);
 	scope = form_get(f, "scope", NULL);
 	if (scope == NULL) {
 		http_reply_errorf(req, CS_ERR_INVALID_SCOPE, "scope is required");

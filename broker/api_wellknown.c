@@ -18,6 +18,7 @@ const struct http_route api_routes[] = {
 	{ "POST", "/oauth2/bc-authorize", api_bc_authorize, 0 },
 	{ "POST", "/oauth2/introspect", api_introspect, 0 },
 	{ "POST", "/oauth2/revoke", api_revoke, 0 },
+	{ "POST", "/v1/uses", api_uses, 0 },
 	{ "GET", "/v1/approvals", api_approvals_list, 0 },
 	{ "GET", "/v1/approvals/", api_approvals_item, 1 },
 	{ "POST", "/v1/approvals/", api_approvals_item, 1 },
@@ -50,6 +51,8 @@ api_init(const struct broker_config *cfg)
 	json_t *m, *auth;
 
 	cfg_ = cfg;
+	if (api_limits_init(cfg) != 0)
+		return -1;
 	m = json_object();
 	auth = json_pack("[s, s]", "client_secret_basic", "client_secret_post");
 	if (m == NULL || auth == NULL)
@@ -96,6 +99,7 @@ api_shutdown(void)
 {
 	free(metadata);
 	metadata = NULL;
+	api_limits_shutdown();
 }
 
 void

@@ -43,6 +43,9 @@ static const struct setting settings[] = {
 	S("key_retire_margin", T_INT, key_retire_margin, 0, 86400),
 	S("audit_gap_grace", T_INT, audit_gap_grace, 1, 86400),
 	S("audit_seal", T_INT, audit_seal, 0, 1),
+	S("rate_token", T_INT, rate_token, 0, 10000000),
+	S("rate_bc_authorize", T_INT, rate_bc_authorize, 0, 10000000),
+	S("rate_auth_failures", T_INT, rate_auth_failures, 0, 10000000),
 	S("log_level", T_LEVEL, log_level, 0, 0),
 	S("approval_timeout", T_DURATION, approval_timeout, 10, 86400),
 	S("poll_interval", T_INT, poll_interval, 1, 60),
@@ -72,6 +75,9 @@ config_defaults(struct broker_config *cfg)
 	cfg->key_retire_margin = 60;
 	cfg->audit_gap_grace = 60;
 	cfg->audit_seal = 1;
+	cfg->rate_token = 6000;
+	cfg->rate_bc_authorize = 30;
+	cfg->rate_auth_failures = 30;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->approval_timeout = 600;
 	cfg->poll_interval = 5;

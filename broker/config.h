@@ -40,6 +40,9 @@ struct broker_config {
 	int key_retire_margin;		/* seconds a previous key outlives max_ttl */
 	int audit_gap_grace;		/* seconds before a missing seq is a gap */
 	int audit_seal;			/* 1: run the sealer (0 only to measure) */
+	int rate_token;			/* token requests per agent per minute */
+	int rate_bc_authorize;		/* bc-authorize requests per agent per minute */
+	int rate_auth_failures;		/* failed authentications per client id per minute */
 	int64_t approval_timeout;	/* seconds a step-up request lives */
 	int poll_interval;		/* CIBA polling interval, seconds */
 	char webhook_url[1024];		/* approver notifications; "" for none */

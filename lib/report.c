@@ -35,9 +35,11 @@
 #define REQUEST_TIMEOUT_MS	5000
 #define FREE_WAIT_MS		5000
 #define RESPONSE_MAX		65536	/* we only need the status */
+/* The broker refuses uses older than a day; a minute's margin for skew. */
+#define STALE_S			(24 * 3600 - 60)
 /* One entry as JSON: 64-byte jti, 20-digit time, longest result name. */
 #define ENTRY_JSON_MAX		160
-#define BODY_MAX		(32 + CS_REPORT_BATCH_MAX * ENTRY_JSON_MAX)
+#define BODY_MAX(batch)		(32 + (size_t)(batch) * ENTRY_JSON_MAX)
 
 struct entry {
 	int64_t at;		/* wall clock, seconds: what the broker records */
@@ -69,7 +71,8 @@ struct cs_reporter {
 	CURL *curl;
 	struct curl_slist *headers;	/* one of them holds the credentials */
 	struct entry *batch;		/* max_batch slots */
-	char *body;			/* BODY_MAX bytes */
+	char *body;			/* BODY_MAX(max_batch) bytes */
+	size_t body_cap;
 	size_t response_len;
 
 	_Atomic uint64_t sent, dropped, failed;
@@ -183,28 +186,40 @@ discard(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-/* The JSON body for batch[0..n) into r->body. Returns its length or 0. */
+/*
+ * The JSON body for batch[0..n) into r->body. Uses too old for the broker
+ * to accept (queued through a long outage) are left out, since one of them
+ * would get the whole batch refused; *kept says how many went in. Returns
+ * the body's length, or 0 if there is nothing to send.
+ */
 static size_t
-build_body(struct cs_reporter *r, size_t n)
+build_body(struct cs_reporter *r, size_t n, size_t *kept)
 {
-	size_t i, len;
+	size_t i, len, cap = r->body_cap;
+	int64_t oldest = (int64_t)time(NULL) - STALE_S;
 	int w;
 
-	len = (size_t)snprintf(r->body, BODY_MAX, "{\"uses\":[");
+	*kept = 0;
+	len = (size_t)snprintf(r->body, cap, "{\"uses\":[");
 	for (i = 0; i < n; i++) {
 		const struct entry *e = &r->batch[i];
 
+		if (e->at < oldest)
+			continue;
 		/* jti was checked to be base64url: nothing to escape. */
-		w = snprintf(r->body + len, BODY_MAX - len,
+		w = snprintf(r->body + len, cap - len,
 		    "%s{\"jti\":\"%s\",\"at\":%lld,\"result\":\"%s\"}",
-		    i > 0 ? "," : "", e->jti, (long long)e->at,
+		    *kept > 0 ? "," : "", e->jti, (long long)e->at,
 		    cs_verify_result_name((enum cs_verify_result)e->result));
-		if (w < 0 || (size_t)w >= BODY_MAX - len)
+		if (w < 0 || (size_t)w >= cap - len)
 			return 0;
 		len += (size_t)w;
+		(*kept)++;
 	}
-	w = snprintf(r->body + len, BODY_MAX - len, "]}");
-	if (w < 0 || (size_t)w >= BODY_MAX - len)
+	if (*kept == 0)
+		return 0;
+	w = snprintf(r->body + len, cap - len, "]}");
+	if (w < 0 || (size_t)w >= cap - len)
 		return 0;
 	return len + (size_t)w;
 }
@@ -277,31 +292,34 @@ backoff(struct cs_reporter *r, int64_t ms)
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* Send batch[0..n) with retries. Returns 0 if the broker recorded it. */
-static int
+/*
+ * Send batch[0..n) with retries. Returns how many uses the broker
+ * recorded: all that build_body kept, or 0.
+ */
+static size_t
 send_batch(struct cs_reporter *r, size_t n)
 {
-	size_t len;
+	size_t len, kept;
 	int64_t budget;
 	long status;
 	int attempt;
 
-	len = build_body(r, n);
+	len = build_body(r, n, &kept);
 	if (len == 0)
-		return -1;
+		return 0;
 	for (attempt = 0; attempt < ATTEMPTS; attempt++) {
 		if (attempt > 0)
 			backoff(r, (int64_t)BACKOFF_MS << (attempt - 1));
 		budget = attempt_budget(r);
 		if (budget < 0)
-			return -1;
+			return 0;
 		status = post_once(r, len, budget);
 		if (status == 200)
-			return 0;
+			return kept;
 		if (!transient(status))
-			return -1;
+			return 0;
 	}
-	return -1;
+	return 0;
 }
 
 /*
@@ -343,15 +361,15 @@ static void *
 worker(void *arg)
 {
 	struct cs_reporter *r = arg;
-	size_t n;
-	int ok;
+	size_t n, sent;
 
 	pthread_mutex_lock(&r->mu);
 	while ((n = next_batch(r)) > 0) {
 		/* The network is used without the lock, so callers never wait. */
 		pthread_mutex_unlock(&r->mu);
-		ok = send_batch(r, n) == 0;
-		atomic_fetch_add_explicit(ok ? &r->sent : &r->failed, n,
+		sent = send_batch(r, n);
+		atomic_fetch_add_explicit(&r->sent, sent, memory_order_relaxed);
+		atomic_fetch_add_explicit(&r->failed, n - sent,
 		    memory_order_relaxed);
 		pthread_mutex_lock(&r->mu);
 		r->handled += n;
@@ -489,7 +507,8 @@ cs_reporter_new(const char *broker_url, const char *service_id,
 	atomic_init(&r->failed, 0);
 	r->ring = calloc(CS_REPORT_QUEUE_MAX, sizeof(*r->ring));
 	r->batch = calloc((size_t)r->max_batch, sizeof(*r->batch));
-	r->body = malloc(BODY_MAX);
+	r->body_cap = BODY_MAX(r->max_batch);
+	r->body = malloc(r->body_cap);
 	if (r->ring == NULL || r->batch == NULL || r->body == NULL)
 		goto fail;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)

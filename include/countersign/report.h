@@ -53,7 +53,8 @@ struct cs_reporter;
  *
  * The three strings are copied; the caller may wipe its secret at once.
  * The reporter's copy lives only inside the reporter and is wiped by
- * cs_reporter_free. Starts one background thread (with every signal
+ * cs_reporter_free. The whole queue is allocated here (about 900 KB), so
+ * queuing a use never allocates. Starts one background thread (with every signal
  * blocked) and calls curl_global_init, which with libcurl older than 7.84
  * is not thread-safe: there, create reporters before other threads use
  * libcurl. Returns NULL on a bad argument or when memory, libcurl or the
@@ -92,8 +93,8 @@ void cs_reporter_flush(struct cs_reporter *r);
  * cs_reporter_stats(r, sent, dropped, failed): counters since
  * cs_reporter_new: uses the broker recorded, uses refused by
  * cs_report_use, and uses given up on (retries exhausted, the broker
- * refused the batch, or still queued when cs_reporter_free's bound ran
- * out). Each pointer may be NULL. Safe from any thread; the three values
+ * refused the batch, older than the broker accepts by the time they could
+ * be sent, or still queued when cs_reporter_free's bound ran out). Each pointer may be NULL. Safe from any thread; the three values
  * are read one by one, so under load they need not be from one instant.
  * After cs_reporter_flush returns they include every use it waited for. A
  * NULL r gives zeros.

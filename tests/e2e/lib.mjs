@@ -109,6 +109,10 @@ export class Broker {
         COUNTERSIGN_LISTEN: `127.0.0.1:${port}`,
         COUNTERSIGN_THREADS: '4',
         COUNTERSIGN_KEY_REFRESH: '2',
+        // Functional tests make many requests per agent; limits.test.mjs
+        // checks the limits themselves with the real defaults' shape.
+        COUNTERSIGN_RATE_BC_AUTHORIZE: '100000',
+        COUNTERSIGN_RATE_TOKEN: '100000',
         ...env,
       },
     });

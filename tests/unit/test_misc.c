@@ -392,7 +392,7 @@ test_http_errors(void)
 		{ CS_ERR_CONFLICT, 409, "conflict" },
 		{ CS_ERR_TOO_LARGE, 413, "request_too_large" },
 		{ CS_ERR_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type" },
-		{ CS_ERR_RATE_LIMITED, 429, "slow_down" },
+		{ CS_ERR_RATE_LIMITED, 429, "rate_limited" },
 		{ CS_ERR_AUTHORIZATION_PENDING, 400, "authorization_pending" },
 		{ CS_ERR_SLOW_DOWN, 400, "slow_down" },
 		{ CS_ERR_EXPIRED_TOKEN, 400, "expired_token" },

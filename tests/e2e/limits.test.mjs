@@ -1,0 +1,114 @@
+// End-to-end: request limits. Per-agent rate limits on the token and
+// bc-authorize endpoints and on failed authentication answer 429 with
+// Retry-After; slow clients do not hold a worker; oversized requests are
+// cut off early.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { Broker, sleep } from './lib.mjs';
+
+const AUD = 'https://forum.example';
+let b;
+let agent;
+let other;
+
+before(async () => {
+  b = await Broker.start({
+    env: {
+      COUNTERSIGN_RATE_TOKEN: '20',
+      COUNTERSIGN_RATE_BC_AUTHORIZE: '3',
+      COUNTERSIGN_RATE_AUTH_FAILURES: '5',
+      COUNTERSIGN_CONNECTION_TIMEOUT: '2',
+      COUNTERSIGN_MAX_HEADER: '8192',
+    },
+  });
+  b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  agent = b.agent('limited');
+  other = b.agent('unlimited');
+  for (const a of ['limited', 'unlimited']) {
+    b.cliOk('grant', 'add', a, 'forum:read', '--audience', AUD);
+    b.cliOk('grant', 'add', a, 'forum:post', '--audience', AUD);
+  }
+});
+
+after(async () => {
+  await b.stop();
+});
+
+const cc = { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD };
+
+test('token requests beyond the per-agent budget get 429 with Retry-After', async () => {
+  const statuses = [];
+  let limited;
+  for (let i = 0; i < 25; i++) {
+    const r = await b.post('/oauth2/token', cc, { auth: agent });
+    statuses.push(r.status);
+    if (r.status === 429) limited = r;
+  }
+  assert.equal(statuses.filter((s) => s === 200).length, 20, statuses.join(','));
+  assert.ok(limited);
+  assert.equal(limited.json.error, 'rate_limited');
+  assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+  assert.equal(limited.json.access_token, undefined);
+  // Another agent has its own budget.
+  assert.equal((await b.post('/oauth2/token', cc, { auth: other })).status, 200);
+  assert.ok(Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'rate.limited' AND subject = 'limited'")[0][0]) >= 5);
+});
+
+test('bc-authorize has its own, tighter budget', async () => {
+  const ask = () => b.post('/oauth2/bc-authorize', { scope: 'forum:post', resource: AUD, binding_message: 'x' }, { auth: other });
+  const statuses = [];
+  for (let i = 0; i < 5; i++) statuses.push((await ask()).status);
+  assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
+});
+
+test('repeated failed authentication locks the client id out for a while', async () => {
+  const bad = { id: 'unlimited', secret: 'guess' };
+  const statuses = [];
+  for (let i = 0; i < 7; i++) statuses.push((await b.post('/oauth2/token', cc, { auth: bad })).status);
+  assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429]);
+  // Even the right secret waits now: the limit is checked before the secret.
+  const r = await b.post('/oauth2/token', cc, { auth: other });
+  assert.equal(r.status, 429);
+  assert.ok(Number(r.headers.get('retry-after')) >= 1);
+});
+
+test('oversized headers are refused and the daemon carries on', async () => {
+  const r = await fetch(`${b.url}/healthz`, { headers: { 'x-junk': 'a'.repeat(20000) } }).catch((e) => e);
+  if (!(r instanceof Error)) assert.ok([413, 431].includes(r.status), String(r.status));
+  assert.equal((await b.get('/healthz')).status, 200);
+});
+
+test('slow clients neither block others nor stay connected past the timeout', async () => {
+  // 100 connections that send one header byte every second.
+  const sockets = [];
+  for (let i = 0; i < 100; i++) {
+    const s = connect(b.port, '127.0.0.1');
+    s.on('error', () => {});
+    s.write('POST /oauth2/token HTTP/1.1\r\nHost: x\r\n');
+    sockets.push(s);
+  }
+  const drip = setInterval(() => sockets.forEach((s) => { if (!s.destroyed) s.write('X'); }), 1000);
+  try {
+    // Meanwhile a normal client is served promptly.
+    const times = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = Date.now();
+      assert.equal((await b.get('/healthz')).status, 200);
+      times.push(Date.now() - t0);
+    }
+    times.sort((x, y) => x - y);
+    assert.ok(times[18] < 200, `p95 ${times[18]} ms`);
+  } finally {
+    clearInterval(drip);
+  }
+  // Idle connections are closed after the connection timeout (2 s here).
+  const idle = connect(b.port, '127.0.0.1');
+  let idleClosed = false;
+  idle.on('error', () => {});
+  idle.on('close', () => { idleClosed = true; });
+  await sleep(3500);
+  assert.ok(idleClosed, 'an idle connection was closed');
+  sockets.forEach((s) => s.destroy());
+});
