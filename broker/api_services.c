@@ -61,7 +61,7 @@ api_introspect(struct http_req *req)
 	if (f == NULL)
 		return;
 	if (services_authenticate(http_req_header(req, "Authorization", NULL), f,
-	    &svc, &err) != CS_OK) {
+	    "introspect", &svc, &err) != CS_OK) {
 		if (err.code == CS_ERR_INVALID_CLIENT)
 			http_add_header(req, "WWW-Authenticate",
 			    "Basic realm=\"countersign-services\"");

@@ -155,15 +155,15 @@ services_list(json_t **out)
 }
 
 static enum cs_err
-auth_failed(const char *id, const char *method, const char *reason,
-    struct cs_error *err)
+auth_failed(const char *id, const char *method, const char *endpoint,
+    const char *reason, struct cs_error *err)
 {
 	char clip[AUDIT_FIELD_MAX];
 	json_t *d;
 	enum cs_err rc;
 
 	d = json_pack("{s:s, s:s, s:s}", "reason", reason, "method", method,
-	    "endpoint", "introspect");
+	    "endpoint", endpoint);
 	rc = audit_append("service.auth_failed", "anonymous",
 	    id != NULL ? audit_clip(id, clip, 80) : NULL, NULL, d);
 	json_decref(d);
@@ -176,7 +176,7 @@ auth_failed(const char *id, const char *method, const char *reason,
 
 enum cs_err
 services_authenticate(const char *authorization, const struct form *body,
-    struct service *out, struct cs_error *err)
+    const char *endpoint, struct service *out, struct cs_error *err)
 {
 	char *id = NULL, *secret = NULL;
 	const char *method = "none", *params[1];
@@ -195,15 +195,15 @@ services_authenticate(const char *authorization, const struct form *body,
 		    "use exactly one client authentication method");
 		goto out;
 	case FORM_CRED_MISSING:
-		rc = auth_failed(NULL, method, "missing", err);
+		rc = auth_failed(NULL, method, endpoint, "missing", err);
 		goto out;
 	case FORM_CRED_MALFORMED:
 	default:
-		rc = auth_failed(id, method, "malformed", err);
+		rc = auth_failed(id, method, endpoint, "malformed", err);
 		goto out;
 	}
 	if (strlen(id) > CS_NAME_MAX || strlen(secret) > 256) {
-		rc = auth_failed(id, method, "malformed", err);
+		rc = auth_failed(id, method, endpoint, "malformed", err);
 		goto out;
 	}
 	params[0] = id;
@@ -215,12 +215,12 @@ services_authenticate(const char *authorization, const struct form *body,
 	}
 	if (!keys_secret_matches(secret, db_nrows(res) == 1 ?
 	    db_value(res, 0, 2) : NULL)) {
-		rc = auth_failed(id, method, db_nrows(res) == 1 ? "bad_secret" :
+		rc = auth_failed(id, method, endpoint, db_nrows(res) == 1 ? "bad_secret" :
 		    "unknown_client", err);
 		goto out;
 	}
 	if (strcmp(db_value(res, 0, 3), "t") == 0) {
-		rc = auth_failed(id, method, "disabled", err);
+		rc = auth_failed(id, method, endpoint, "disabled", err);
 		goto out;
 	}
 	if (util_parse_int64(db_value(res, 0, 0), 1, INT64_MAX, &out->id) != 0 ||

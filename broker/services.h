@@ -40,12 +40,14 @@ enum cs_err services_add(const char *name, const char *audiences,
 enum cs_err services_list(json_t **out);
 
 /*
- * services_authenticate(authorization, body, out, err): authenticate a
+ * services_authenticate(authorization, body, endpoint, out, err):
+ * authenticate a
  * service by client_secret_basic or client_secret_post, like agents (one
  * method, constant-time compare, audited failures as
  * service.auth_failed). The caller clears out with services_clear.
  */
 enum cs_err services_authenticate(const char *authorization,
-    const struct form *body, struct service *out, struct cs_error *err);
+    const struct form *body, const char *endpoint, struct service *out,
+    struct cs_error *err);
 
 #endif

@@ -48,7 +48,7 @@ san="-fsanitize=address,undefined -fno-sanitize-recover=all"
 cflags=(-g -O1 -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE
     -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes
     -Wmissing-prototypes -Wformat=2
-    -I"$root/broker" -I"$root/include" $pkg_cflags)
+    -I"$root/broker" -I"$root/lib" -I"$root/include" $pkg_cflags)
 
 targets=()
 if [ $# -gt 0 ]; then
@@ -84,7 +84,7 @@ if ! "$root/build/embed" embedded_migrations "$root"/migrations/*.sql \
 	exit 2
 fi
 
-srcs=("$outdir/embedded_migrations.c")
+srcs=("$outdir/embedded_migrations.c" "$root/lib/verify.c")
 for f in "$root"/broker/*.c; do
 	[ "$(basename "$f")" = main.c ] || srcs+=("$f")
 done
