@@ -545,6 +545,32 @@ done:
 	return CS_OK;
 }
 
+static const struct db_stmt ensure_partitions = {
+	"audit_ensure_partitions",
+	"SELECT audit_ensure_partitions($1::int)",
+	1
+};
+
+enum cs_err
+audit_ensure_partitions(int months, int *created)
+{
+	struct db_result *res = NULL;
+	const char *params[1];
+	char buf[16];
+	int64_t n = 0;
+	enum cs_err rc;
+
+	snprintf(buf, sizeof(buf), "%d", months);
+	params[0] = buf;
+	rc = db_exec(&ensure_partitions, params, &res);
+	if (rc == CS_OK)
+		util_parse_int64(db_value(res, 0, 0), 0, 1000, &n);
+	if (created != NULL)
+		*created = (int)n;
+	db_result_free(res);
+	return rc;
+}
+
 static pthread_t sealer;
 static int sealer_running;
 static int sealer_stop;
@@ -555,6 +581,8 @@ static int64_t sealer_grace;
 static void *
 seal_loop(void *arg)
 {
+	int64_t partitions_due = 0;
+
 	(void)arg;
 	pthread_mutex_lock(&sealer_mu);
 	while (!sealer_stop) {
@@ -562,6 +590,13 @@ seal_loop(void *arg)
 		int sealed = 0;
 
 		pthread_mutex_unlock(&sealer_mu);
+		/*
+		 * Keep monthly partitions two months ahead; hourly is plenty,
+		 * and a failure only means events land in the default partition.
+		 */
+		if (util_monotonic_ms() >= partitions_due &&
+		    audit_ensure_partitions(2, NULL) == CS_OK)
+			partitions_due = util_monotonic_ms() + 3600 * 1000;
 		/* Catch up in batches, then rest a little. */
 		do {
 			if (audit_seal(sealer_grace, &sealed) != CS_OK)

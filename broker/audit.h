@@ -96,6 +96,13 @@ enum cs_err audit_verify(int64_t from, struct audit_report *report);
  */
 enum cs_err audit_head(int64_t *seq, unsigned char hash[AUDIT_HASH_LEN]);
 
+/*
+ * audit_ensure_partitions(months, created): create the monthly partitions
+ * of audit_events from this month to months ahead (the sealer thread does
+ * this hourly). *created (may be NULL) gets how many were new.
+ */
+enum cs_err audit_ensure_partitions(int months, int *created);
+
 /* audit_start_sealer(grace) / audit_stop_sealer(): a sealing thread. */
 int audit_start_sealer(int64_t grace);
 void audit_stop_sealer(void);

@@ -418,6 +418,27 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 			req->handled = 1;
 			return send_reply(req);
 		}
+		/*
+		 * Request smuggling: a body framed two ways, or two lengths,
+		 * could be read differently by a proxy in front of us. Refuse
+		 * it outright (and the connection closes with the answer).
+		 */
+		{
+			struct header_count ncl = { MHD_HTTP_HEADER_CONTENT_LENGTH, 0 };
+			struct header_count nte = { MHD_HTTP_HEADER_TRANSFER_ENCODING, 0 };
+
+			MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header,
+			    &ncl);
+			MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header,
+			    &nte);
+			if (ncl.n > 1 || nte.n > 1 || (ncl.n > 0 && nte.n > 0)) {
+				http_reply_errorf(req, CS_ERR_INVALID_REQUEST, "ambiguous "
+				    "message framing (Content-Length and "
+				    "Transfer-Encoding)");
+				req->handled = 1;
+				return send_reply(req);
+			}
+		}
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 		    MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl != NULL && (util_parse_int64(cl, 0, INT64_MAX, &clen) != 0 ||

@@ -112,3 +112,33 @@ test('slow clients neither block others nor stay connected past the timeout', as
   assert.ok(idleClosed, 'an idle connection was closed');
   sockets.forEach((s) => s.destroy());
 });
+
+// Send raw bytes and collect the whole answer (the server closes).
+function raw(port, text) {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let out = '';
+    s.on('data', (d) => { out += d.toString(); });
+    s.on('close', () => resolve(out));
+    s.on('error', () => resolve(out));
+    s.end(text);
+    setTimeout(() => s.destroy(), 3000);
+  });
+}
+
+test('ambiguous message framing (request smuggling) is refused', async () => {
+  const body = 'grant_type=client_credentials&scope=forum:read&resource=x';
+  const head = 'POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n';
+  for (const framing of [
+    `Content-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n`,
+    `Content-Length: ${body.length}\r\nContent-Length: 5\r\n`,
+    `Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n`,
+  ]) {
+    const out = await raw(b.port, `${head}${framing}\r\n${body}`);
+    assert.match(out, /^HTTP\/1\.1 400/, framing);
+    assert.match(out, /invalid_request/);
+    // Never a second response smuggled out of the body.
+    assert.equal((out.match(/HTTP\/1\.1 /g) || []).length, 1, out);
+  }
+  assert.equal((await b.get('/healthz')).status, 200);
+});
