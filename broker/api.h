@@ -28,6 +28,7 @@ void api_approvals_item(struct http_req *req);
 void api_introspect(struct http_req *req);
 void api_revoke(struct http_req *req);
 void api_uses(struct http_req *req);
+void api_audit(struct http_req *req);
 void api_jwks(struct http_req *req);
 void api_metadata(struct http_req *req);
 void api_healthz(struct http_req *req);

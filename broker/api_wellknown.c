@@ -19,6 +19,7 @@ const struct http_route api_routes[] = {
 	{ "POST", "/oauth2/introspect", api_introspect, 0 },
 	{ "POST", "/oauth2/revoke", api_revoke, 0 },
 	{ "POST", "/v1/uses", api_uses, 0 },
+	{ "GET", "/v1/audit", api_audit, 0 },
 	{ "GET", "/v1/approvals", api_approvals_list, 0 },
 	{ "GET", "/v1/approvals/", api_approvals_item, 1 },
 	{ "POST", "/v1/approvals/", api_approvals_item, 1 },

@@ -571,6 +571,78 @@ audit_ensure_partitions(int months, int *created)
 	return rc;
 }
 
+static const struct db_stmt page = {
+	"audit_page",
+	"SELECT e.seq::text, to_char(e.time AT TIME ZONE 'UTC', "
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), e.type, e.actor, e.subject, "
+	"e.jti, e.details::text, encode(c.hash, 'hex') FROM audit_events e "
+	"LEFT JOIN audit_chain c ON c.seq = e.seq WHERE e.seq > $1::bigint "
+	"AND ($2::bigint IS NULL OR e.time >= to_timestamp($2::bigint)) "
+	"AND ($3::bigint IS NULL OR e.time < to_timestamp($3::bigint)) "
+	"AND ($4::text IS NULL OR e.type = $4) "
+	"AND ($5::text IS NULL OR e.actor = 'agent:' || $5 "
+	"OR e.subject = 'agent:' || $5) AND ($6::text IS NULL OR e.jti = $6) "
+	"ORDER BY e.seq LIMIT $7::int",
+	7
+};
+
+enum cs_err
+audit_page(const struct audit_filter *f, int64_t after, int limit,
+    json_t **events, int64_t *last)
+{
+	struct db_result *res = NULL;
+	char afterbuf[24], sincebuf[24], untilbuf[24], limitbuf[16];
+	const char *params[7];
+	enum cs_err rc;
+	int i;
+
+	*events = NULL;
+	*last = after;
+	if (limit < 1 || limit > 1000)
+		return CS_ERR_INVALID_REQUEST;
+	snprintf(afterbuf, sizeof(afterbuf), "%lld", (long long)after);
+	snprintf(sincebuf, sizeof(sincebuf), "%lld", (long long)f->since);
+	snprintf(untilbuf, sizeof(untilbuf), "%lld", (long long)f->until);
+	snprintf(limitbuf, sizeof(limitbuf), "%d", limit);
+	params[0] = afterbuf;
+	params[1] = f->since != 0 ? sincebuf : NULL;
+	params[2] = f->until != 0 ? untilbuf : NULL;
+	params[3] = f->type;
+	params[4] = f->agent;
+	params[5] = f->jti;
+	params[6] = limitbuf;
+	rc = db_exec(&page, params, &res);
+	if (rc != CS_OK)
+		return rc;
+	*events = json_array();
+	for (i = 0; *events != NULL && i < db_nrows(res); i++) {
+		json_t *details = json_loads(db_value(res, i, 6), 0, NULL);
+		int64_t seq = 0;
+
+		util_parse_int64(db_value(res, i, 0), 1, INT64_MAX, &seq);
+		if (json_array_append_new(*events, json_pack(
+		    "{s:I, s:s, s:s, s:s, s:s?, s:s?, s:o, s:s?}", "seq",
+		    (json_int_t)seq, "time", db_value(res, i, 1), "type",
+		    db_value(res, i, 2), "actor", db_value(res, i, 3), "subject",
+		    db_isnull(res, i, 4) ? NULL : db_value(res, i, 4), "jti",
+		    db_isnull(res, i, 5) ? NULL : db_value(res, i, 5), "details",
+		    details != NULL ? details : json_object(), "hash",
+		    db_isnull(res, i, 7) ? NULL : db_value(res, i, 7))) != 0) {
+			rc = CS_ERR_INTERNAL;
+			break;
+		}
+		*last = seq;
+	}
+	if (*events == NULL)
+		rc = CS_ERR_INTERNAL;
+	if (rc != CS_OK) {
+		json_decref(*events);
+		*events = NULL;
+	}
+	db_result_free(res);
+	return rc;
+}
+
 static pthread_t sealer;
 static int sealer_running;
 static int sealer_stop;

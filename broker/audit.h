@@ -103,6 +103,25 @@ enum cs_err audit_head(int64_t *seq, unsigned char hash[AUDIT_HASH_LEN]);
  */
 enum cs_err audit_ensure_partitions(int months, int *created);
 
+/* Which events audit_page returns; 0 / NULL members do not filter. */
+struct audit_filter {
+	int64_t since;		/* epoch seconds, inclusive */
+	int64_t until;		/* epoch seconds, exclusive */
+	const char *type;
+	const char *agent;	/* actor or subject is agent:NAME */
+	const char *jti;
+};
+
+/*
+ * audit_page(f, after, limit, events, last): up to limit (1-1000) events
+ * with seq > after matching f, in seq order, as a new JSON array of
+ * {seq, time, type, actor, subject, jti, details, hash} (the documented
+ * export format). *last receives the seq of the last one (after if none).
+ * Callers page by passing *last back as after.
+ */
+enum cs_err audit_page(const struct audit_filter *f, int64_t after, int limit,
+    json_t **events, int64_t *last);
+
 /* audit_start_sealer(grace) / audit_stop_sealer(): a sealing thread. */
 int audit_start_sealer(int64_t grace);
 void audit_stop_sealer(void);

@@ -863,21 +863,6 @@ usage:
 	return 2;
 }
 
-static const struct db_stmt export_page = {
-	"cli_audit_export",
-	"SELECT e.seq::text, to_char(e.time AT TIME ZONE 'UTC', "
-	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), e.type, e.actor, e.subject, "
-	"e.jti, e.details::text, encode(c.hash, 'hex') FROM audit_events e "
-	"LEFT JOIN audit_chain c ON c.seq = e.seq WHERE e.seq > $1::bigint "
-	"AND ($2::bigint IS NULL OR e.time >= to_timestamp($2::bigint)) "
-	"AND ($3::bigint IS NULL OR e.time < to_timestamp($3::bigint)) "
-	"AND ($4::text IS NULL OR e.type = $4) "
-	"AND ($5::text IS NULL OR e.actor = 'agent:' || $5 "
-	"OR e.subject = 'agent:' || $5) AND ($6::text IS NULL OR e.jti = $6) "
-	"ORDER BY e.seq LIMIT 1000",
-	6
-};
-
 static const struct db_stmt tail_start = {
 	"cli_audit_tail_start",
 	"SELECT coalesce(max(seq), 0) - $1::bigint FROM audit_events",
@@ -901,83 +886,42 @@ static const struct db_stmt chain_at = {
 	1
 };
 
-/* Print rows of export_page as JSON Lines; returns the last seq or -1. */
-static int64_t
-print_events(struct db_result *res)
-{
-	int64_t last = 0;
-	int i;
-
-	for (i = 0; i < db_nrows(res); i++) {
-		json_t *line, *details;
-		char *text;
-
-		details = json_loads(db_value(res, i, 6), 0, NULL);
-		line = json_pack("{s:I, s:s, s:s, s:s, s:s?, s:s?, s:o, s:s?}",
-		    "seq", (json_int_t)strtoll(db_value(res, i, 0), NULL, 10),
-		    "time", db_value(res, i, 1), "type", db_value(res, i, 2),
-		    "actor", db_value(res, i, 3),
-		    "subject", db_isnull(res, i, 4) ? NULL : db_value(res, i, 4),
-		    "jti", db_isnull(res, i, 5) ? NULL : db_value(res, i, 5),
-		    "details", details != NULL ? details : json_object(),
-		    "hash", db_isnull(res, i, 7) ? NULL : db_value(res, i, 7));
-		text = line != NULL ? json_dumps(line, JSON_COMPACT) : NULL;
-		if (text == NULL) {
-			json_decref(line);
-			return -1;
-		}
-		fputs(text, stdout);
-		fputc('\n', stdout);
-		free(text);
-		json_decref(line);
-		if (util_parse_int64(db_value(res, i, 0), 1, INT64_MAX, &last) != 0)
-			return -1;
-	}
-	return last;
-}
-
 static int
 audit_export(struct args *a, int64_t after, int follow)
 {
-	char afterbuf[24], sincebuf[24], untilbuf[24];
-	const char *params[6];
-	int64_t t;
+	struct audit_filter f;
 
-	params[1] = params[2] = NULL;
-	if (a->since != NULL) {
-		if (util_parse_rfc3339(a->since, &t) != 0)
-			return 2;
-		snprintf(sincebuf, sizeof(sincebuf), "%lld", (long long)t);
-		params[1] = sincebuf;
-	}
-	if (a->until != NULL) {
-		if (util_parse_rfc3339(a->until, &t) != 0)
-			return 2;
-		snprintf(untilbuf, sizeof(untilbuf), "%lld", (long long)t);
-		params[2] = untilbuf;
-	}
-	params[3] = a->type;
-	params[4] = a->agent;
-	params[5] = a->jti;
+	memset(&f, 0, sizeof(f));
+	if (a->since != NULL && util_parse_rfc3339(a->since, &f.since) != 0)
+		return 2;
+	if (a->until != NULL && util_parse_rfc3339(a->until, &f.until) != 0)
+		return 2;
+	f.type = a->type;
+	f.agent = a->agent;
+	f.jti = a->jti;
 	for (;;) {
-		struct db_result *res = NULL;
-		int64_t last;
-		int rows;
+		json_t *events = NULL, *e;
+		size_t i, n;
 
-		snprintf(afterbuf, sizeof(afterbuf), "%lld", (long long)after);
-		params[0] = afterbuf;
-		if (db_exec(&export_page, params, &res) != CS_OK) {
+		if (audit_page(&f, after, 1000, &events, &after) != CS_OK) {
 			fprintf(stderr, "countersign: database error\n");
 			return 1;
 		}
-		rows = db_nrows(res);
-		last = print_events(res);
-		db_result_free(res);
-		if (last < 0)
-			return 1;
-		if (rows > 0)
-			after = last;
-		if (rows == 1000)
+		/* One page in memory at a time, whatever the size of the log. */
+		json_array_foreach(events, i, e) {
+			char *text = json_dumps(e, JSON_COMPACT);
+
+			if (text == NULL) {
+				json_decref(events);
+				return 1;
+			}
+			fputs(text, stdout);
+			fputc('\n', stdout);
+			free(text);
+		}
+		n = json_array_size(events);
+		json_decref(events);
+		if (n == 1000)
 			continue;
 		fflush(stdout);
 		if (!follow)

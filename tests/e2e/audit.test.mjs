@@ -253,3 +253,37 @@ test('export streams JSON Lines with filters; the per-token trail', async () => 
   assert.equal(tail.length, 3);
   assert.equal(b.cli('audit', 'export', '--since', 'yesterday').code, 2);
 });
+
+test('GET /v1/audit pages through events for auditors only', async () => {
+  const auditor = b.cliOk('approver', 'add', 'ada', '--groups', 'auditor', '--json').json.api_key;
+  const approver = b.cliOk('approver', 'add', 'notauditor', '--groups', 'ops', '--json').json.api_key;
+  const get = (key, q) => fetch(`${b.url}/v1/audit${q}`, { headers: { authorization: `Bearer ${key}` } })
+    .then(async (r) => ({ status: r.status, json: await r.json() }));
+  assert.equal((await get(approver, '')).status, 403);
+  assert.equal((await fetch(`${b.url}/v1/audit`)).status, 401);
+  const r = await token(b, agent);
+  const { jti } = decodeJwt(r.json.access_token).payload;
+  let page = await get(auditor, `?jti=${jti}`);
+  assert.equal(page.status, 200);
+  assert.deepEqual(page.json.events.map((e) => e.type), ['token.issued']);
+  assert.equal(page.json.next_after, null);
+  // Paging: three at a time until the end, with no event twice.
+  const seen = new Set();
+  let after = 0;
+  for (let i = 0; i < 100; i++) {
+    page = await get(auditor, `?limit=3&after=${after}&type=token.issued`);
+    assert.equal(page.status, 200);
+    for (const e of page.json.events) {
+      assert.ok(!seen.has(e.seq));
+      seen.add(e.seq);
+      assert.equal(e.type, 'token.issued');
+    }
+    if (page.json.next_after === null) break;
+    after = page.json.next_after;
+  }
+  const [[issued]] = b.sql("SELECT count(*) FROM audit_events WHERE type = 'token.issued'");
+  assert.equal(seen.size, Number(issued));
+  for (const q of ['?limit=0', '?limit=5000', '?after=-1', '?since=yesterday', "?agent=x'y", '?jti=%00']) {
+    assert.equal((await get(auditor, q)).status, 400, q);
+  }
+});
