@@ -82,7 +82,7 @@ audit_clip(const char *s, char *buf, size_t cap)
 
 /* One advisory lock key for the sealer ("cs-seal"). */
 #define SEAL_LOCK	"7166434502651475"
-#define SEAL_BATCH	1000
+#define SEAL_BATCH	AUDIT_SEAL_BATCH
 #define VERIFY_PAGE	2000
 
 static const struct db_stmt seal_lock = {

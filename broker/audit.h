@@ -37,6 +37,8 @@ const char *audit_clip(const char *s, char *buf, size_t cap);
 /* ---- the hash chain (docs/audit.md) ------------------------------------ */
 
 #define AUDIT_HASH_LEN	32
+/* Most links one audit_seal call adds. */
+#define AUDIT_SEAL_BATCH	1000
 
 /*
  * audit_event_hash(seq, time_us, type, actor, subject, jti, details, prev,

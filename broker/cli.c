@@ -930,6 +930,19 @@ audit_export(struct args *a, int64_t after, int follow)
 	}
 }
 
+/* Seal batch after batch until the sealer has caught up. */
+static enum cs_err
+seal_all(const struct broker_config *cfg)
+{
+	enum cs_err rc;
+	int sealed = 0;
+
+	do
+		rc = audit_seal(cfg->audit_gap_grace, &sealed);
+	while (rc == CS_OK && sealed >= AUDIT_SEAL_BATCH);
+	return rc;
+}
+
 static int
 audit_checkpoint(const struct broker_config *cfg, int as_json)
 {
@@ -944,7 +957,7 @@ audit_checkpoint(const struct broker_config *cfg, int as_json)
 	int rc = 1, i;
 
 	/* Seal what is committed, so the checkpoint covers it. */
-	if (audit_seal(cfg->audit_gap_grace, NULL) != CS_OK ||
+	if (seal_all(cfg) != CS_OK ||
 	    audit_head(&seq, hash) != CS_OK || keys_acquire(&ks) != CS_OK) {
 		fprintf(stderr, "countersign: cannot read the audit chain\n");
 		goto out;
@@ -1088,7 +1101,7 @@ cmd_audit(const struct broker_config *cfg, int argc, char **argv)
 		    &from) != 0)
 			goto usage;
 		/* Seal what is committed first, so the tail is only what is new. */
-		(void)audit_seal(cfg->audit_gap_grace, NULL);
+		seal_all(cfg);
 		if (audit_verify(from, &r) != CS_OK) {
 			fprintf(stderr, "countersign: database error\n");
 			return 1;
