@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "agents.h"
 #include "audit.h"
+#include "cache.h"
 #include "db.h"
 #include "keys.h"
 #include "util.h"
@@ -47,12 +50,85 @@ static const struct db_stmt list_agents = {
 	0
 };
 
+static const struct db_stmt agent_disabled = {
+	"agents_disabled",
+	"SELECT disabled_at IS NOT NULL FROM agents WHERE id = $1::bigint",
+	1
+};
+
 static const struct db_stmt lookup_client = {
 	"agents_lookup_client",
 	"SELECT id, name, secret_hash, disabled_at IS NOT NULL "
 	"FROM agents WHERE client_id = $1",
 	1
 };
+
+/* A recent successful authentication, keyed by client_id. */
+struct auth_entry {
+	unsigned char hmac[KEYS_HASH_LEN];
+	int64_t agent_id;
+	char name[CS_NAME_MAX + 1];
+};
+
+static struct cache *auth_cache;
+
+int
+agents_cache_init(int ttl_ms)
+{
+	if (ttl_ms <= 0)
+		return 0;
+	auth_cache = cache_new(4096, sizeof(struct auth_entry), ttl_ms);
+	return auth_cache != NULL ? 0 : -1;
+}
+
+void
+agents_cache_free(void)
+{
+	cache_free(auth_cache);
+	auth_cache = NULL;
+}
+
+/*
+ * The cached identity of id if secret is the one it authenticated with
+ * moments ago. Only the token endpoint uses this: the token's insert
+ * re-checks in the database that the agent is still enabled.
+ */
+static int
+auth_from_cache(const char *id, const char *secret, struct client *out)
+{
+	struct auth_entry e;
+	unsigned char got[KEYS_HASH_LEN];
+	int hit;
+
+	if (auth_cache == NULL || !cache_get(auth_cache, id, &e))
+		return 0;
+	hit = keys_secret_hash(secret, strlen(secret), got) == 0 &&
+	    CRYPTO_memcmp(got, e.hmac, KEYS_HASH_LEN) == 0;
+	if (hit) {
+		out->agent_id = e.agent_id;
+		snprintf(out->name, sizeof(out->name), "%s", e.name);
+		snprintf(out->client_id, sizeof(out->client_id), "%s", id);
+	}
+	util_secure_zero(&e, sizeof(e));
+	util_secure_zero(got, sizeof(got));
+	return hit;
+}
+
+static void
+auth_to_cache(const char *secret, const struct client *c)
+{
+	struct auth_entry e;
+
+	if (auth_cache == NULL)
+		return;
+	memset(&e, 0, sizeof(e));
+	if (keys_secret_hash(secret, strlen(secret), e.hmac) == 0) {
+		e.agent_id = c->agent_id;
+		snprintf(e.name, sizeof(e.name), "%s", c->name);
+		cache_put(auth_cache, c->client_id, &e);
+	}
+	util_secure_zero(&e, sizeof(e));
+}
 
 enum cs_err
 agents_add(const char *name, const char *owner, const char *actor,
@@ -210,6 +286,11 @@ agents_authenticate(const char *authorization, const struct form *body,
 		rc = auth_failed(id, method, endpoint, "malformed", err);
 		goto out;
 	}
+	if (strcmp(endpoint, "token") == 0 && auth_from_cache(id, secret, out)) {
+		out->method = method;
+		rc = CS_OK;
+		goto out;
+	}
 	params[0] = id;
 	rc = db_exec(&lookup_client, params, &res);
 	if (rc != CS_OK) {
@@ -235,6 +316,7 @@ agents_authenticate(const char *authorization, const struct form *body,
 	snprintf(out->name, sizeof(out->name), "%s", db_value(res, 0, 1));
 	snprintf(out->client_id, sizeof(out->client_id), "%s", id);
 	out->method = method;
+	auth_to_cache(secret, out);
 	rc = CS_OK;
 out:
 	free(id);
@@ -244,4 +326,29 @@ out:
 	}
 	db_result_free(res);
 	return rc;
+}
+
+enum cs_err
+agents_recheck(const struct client *c, struct cs_error *err)
+{
+	const char *params[1];
+	struct db_result *res = NULL;
+	char idbuf[24];
+	enum cs_err rc;
+	int disabled;
+
+	cache_remove(auth_cache, c->client_id);
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)c->agent_id);
+	params[0] = idbuf;
+	rc = db_exec(&agent_disabled, params, &res);
+	if (rc != CS_OK) {
+		db_result_free(res);
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot check credentials right now");
+	}
+	disabled = db_nrows(res) != 1 || strcmp(db_value(res, 0, 0), "t") == 0;
+	db_result_free(res);
+	if (!disabled)
+		return CS_OK;
+	return auth_failed(c->client_id, c->method, "token", "disabled", err);
 }

@@ -44,6 +44,15 @@ enum cs_err agents_disable(const char *name, const char *actor,
 enum cs_err agents_list(json_t **out);
 
 /*
+ * agents_cache_init(ttl_ms): remember successful authentications for the
+ * token endpoint for ttl_ms (0: never), so a busy agent costs one database
+ * round trip per token instead of three (docs/decisions/0005). The broker
+ * calls it at start; agents_cache_free at exit.
+ */
+int agents_cache_init(int ttl_ms);
+void agents_cache_free(void);
+
+/*
  * agents_authenticate(authorization, body, endpoint, out, err): authenticate
  * the client of a request by client_secret_basic (the Authorization header
  * value, may be NULL) or client_secret_post (client_id and client_secret in
@@ -57,5 +66,13 @@ enum cs_err agents_list(json_t **out);
 enum cs_err agents_authenticate(const char *authorization,
     const struct form *body, const char *endpoint, struct client *out,
     struct cs_error *err);
+
+/*
+ * agents_recheck(c, err): after the database refused to issue for c,
+ * forget c's cached authentication and tell whether the agent has been
+ * disabled meanwhile: CS_ERR_INVALID_CLIENT (audited like any failed
+ * authentication) if so, CS_OK if it is still enabled.
+ */
+enum cs_err agents_recheck(const struct client *c, struct cs_error *err);
 
 #endif

@@ -46,6 +46,7 @@ static const struct setting settings[] = {
 	S("rate_token", T_INT, rate_token, 0, 10000000),
 	S("rate_bc_authorize", T_INT, rate_bc_authorize, 0, 10000000),
 	S("rate_auth_failures", T_INT, rate_auth_failures, 0, 10000000),
+	S("cache_ttl_ms", T_INT, cache_ttl_ms, 0, 60000),
 	S("log_level", T_LEVEL, log_level, 0, 0),
 	S("approval_timeout", T_DURATION, approval_timeout, 10, 86400),
 	S("poll_interval", T_INT, poll_interval, 1, 60),
@@ -78,6 +79,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->rate_token = 6000;
 	cfg->rate_bc_authorize = 30;
 	cfg->rate_auth_failures = 30;
+	cfg->cache_ttl_ms = 1000;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->approval_timeout = 600;
 	cfg->poll_interval = 5;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "db.h"
 #include "grants.h"
 #include "util.h"
@@ -106,6 +107,34 @@ static const struct db_stmt grant_list = {
 	1
 };
 
+/* A resolution as cached: grant_set without the borrowed names. */
+struct cached_set {
+	size_t n;
+	struct {
+		int known, granted;
+		enum scope_kind kind;
+		int64_t scope_max_ttl, grant_max_ttl;
+	} s[CS_SCOPES_MAX];
+};
+
+static struct cache *resolve_cache;
+
+int
+grants_cache_init(int ttl_ms)
+{
+	if (ttl_ms <= 0)
+		return 0;
+	resolve_cache = cache_new(4096, sizeof(struct cached_set), ttl_ms);
+	return resolve_cache != NULL ? 0 : -1;
+}
+
+void
+grants_cache_free(void)
+{
+	cache_free(resolve_cache);
+	resolve_cache = NULL;
+}
+
 enum scope_kind
 grants_kind_from_text(const char *kind)
 {
@@ -160,6 +189,73 @@ out:
 	free(arr);
 	db_result_free(res);
 	return rc;
+}
+
+/* The cache key of a resolution; -1 if it does not fit. */
+static int
+resolve_key(int64_t agent_id, const char *audience,
+    const struct scope_list *req, char *key, size_t cap)
+{
+	char *joined = scopes_join(req);
+	int n;
+
+	if (joined == NULL)
+		return -1;
+	n = snprintf(key, cap, "%lld|%s|%s", (long long)agent_id, audience,
+	    joined);
+	free(joined);
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+void
+grants_cache_forget(int64_t agent_id, const char *audience,
+    const struct scope_list *req)
+{
+	char key[CACHE_KEY_MAX];
+
+	if (resolve_key(agent_id, audience, req, key, sizeof(key)) == 0)
+		cache_remove(resolve_cache, key);
+}
+
+enum cs_err
+grants_resolve_cached(int64_t agent_id, const char *audience,
+    const struct scope_list *req, struct grant_set *out)
+{
+	struct cached_set cs;
+	char key[CACHE_KEY_MAX];
+	enum cs_err rc;
+	size_t i;
+
+	if (resolve_key(agent_id, audience, req, key, sizeof(key)) != 0)
+		return grants_resolve(agent_id, audience, req, out);
+	if (resolve_cache != NULL && cache_get(resolve_cache, key, &cs) &&
+	    cs.n == req->n) {
+		memset(out, 0, sizeof(*out));
+		for (i = 0; i < cs.n; i++) {
+			out->s[i].name = req->items[i];
+			out->s[i].known = cs.s[i].known;
+			out->s[i].granted = cs.s[i].granted;
+			out->s[i].kind = cs.s[i].kind;
+			out->s[i].scope_max_ttl = cs.s[i].scope_max_ttl;
+			out->s[i].grant_max_ttl = cs.s[i].grant_max_ttl;
+		}
+		out->n = cs.n;
+		return CS_OK;
+	}
+	rc = grants_resolve(agent_id, audience, req, out);
+	if (rc != CS_OK || resolve_cache == NULL)
+		return rc;
+	memset(&cs, 0, sizeof(cs));
+	for (i = 0; i < out->n; i++) {
+		cs.s[i].known = out->s[i].known;
+		cs.s[i].granted = out->s[i].granted;
+		cs.s[i].kind = out->s[i].kind;
+		cs.s[i].scope_max_ttl = out->s[i].scope_max_ttl;
+		cs.s[i].grant_max_ttl = out->s[i].grant_max_ttl;
+	}
+	cs.n = out->n;
+	cache_put(resolve_cache, key, &cs);
+	return CS_OK;
 }
 
 enum cs_err

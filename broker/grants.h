@@ -39,6 +39,23 @@ struct grant_set {
 enum cs_err grants_resolve(int64_t agent_id, const char *audience,
     const struct scope_list *req, struct grant_set *out);
 
+/*
+ * grants_resolve_cached(agent_id, audience, req, out): grants_resolve
+ * through a short-lived cache (grants_cache_init). Only for the read path,
+ * whose token insert re-checks every grant in the database: a stale entry
+ * can refuse a just-added grant for a moment, never honour a revoked one.
+ */
+enum cs_err grants_resolve_cached(int64_t agent_id, const char *audience,
+    const struct scope_list *req, struct grant_set *out);
+
+/* grants_cache_forget(agent_id, audience, req): drop one cached entry. */
+void grants_cache_forget(int64_t agent_id, const char *audience,
+    const struct scope_list *req);
+
+/* grants_cache_init(ttl_ms) / grants_cache_free(): 0 disables the cache. */
+int grants_cache_init(int ttl_ms);
+void grants_cache_free(void);
+
 /* grants_kind_from_text(kind): SCOPE_READ only for exactly "read". */
 enum scope_kind grants_kind_from_text(const char *kind);
 

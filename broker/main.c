@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "agents.h"
 #include "api.h"
 #include "approvals.h"
 #include "audit.h"
@@ -15,6 +16,7 @@
 #include "cli.h"
 #include "config.h"
 #include "db.h"
+#include "grants.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -62,6 +64,11 @@ serve(const struct broker_config *cfg)
 		log_warn("database not reachable at start-up; serving "
 		    "fail-closed until it is");
 	keys_release(ks);
+	if (agents_cache_init(cfg->cache_ttl_ms) != 0 ||
+	    grants_cache_init(cfg->cache_ttl_ms) != 0) {
+		log_error("out of memory");
+		goto out;
+	}
 	if (httpclient_global_init() != 0 || notify_start(cfg) != 0 ||
 	    approvals_start_sweeper() != 0 ||
 	    (cfg->audit_seal && audit_start_sealer(cfg->audit_gap_grace) != 0)) {
@@ -88,6 +95,8 @@ serve(const struct broker_config *cfg)
 	rc = 0;
 out:
 	audit_stop_sealer();
+	agents_cache_free();
+	grants_cache_free();
 	approvals_stop_sweeper();
 	notify_stop();
 	api_shutdown();

@@ -273,7 +273,8 @@ tokens_issue_read(const struct broker_config *cfg,
 	size_t i, nl = 0;
 
 	memset(out, 0, sizeof(*out));
-	rc = grants_resolve(req->client->agent_id, req->audience, req->scopes, &gs);
+	rc = grants_resolve_cached(req->client->agent_id, req->audience,
+	    req->scopes, &gs);
 	if (rc != CS_OK)
 		return cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot check grants right now");
@@ -311,12 +312,17 @@ tokens_issue_read(const struct broker_config *cfg,
 	    limits, nl);
 	m.read_only = 1;
 	rc = tokens_mint(cfg, &m, out, err);
-	if (rc == CS_ERR_CONFLICT)
-		/* A grant was revoked or the agent disabled a moment ago. */
-		return deny(req, "revoked_during_issuance", NULL,
-		    CS_ERR_INVALID_SCOPE, err,
-		    "a grant for the requested scopes was revoked");
-	return rc;
+	if (rc != CS_ERR_CONFLICT)
+		return rc;
+	/*
+	 * The database refused: the agent was disabled or a grant revoked,
+	 * perhaps after our cached look-ups. Say which, and drop the cache.
+	 */
+	if ((rc = agents_recheck(req->client, err)) != CS_OK)
+		return rc;
+	grants_cache_forget(req->client->agent_id, req->audience, req->scopes);
+	return deny(req, "revoked_during_issuance", NULL, CS_ERR_INVALID_SCOPE,
+	    err, "a grant for the requested scopes was revoked");
 }
 
 #define TEN_YEARS	(10 * 366 * 24 * 3600)

@@ -37,6 +37,7 @@
  *   FORUM_INTROSPECT_URL  default FORUM_ISSUER/oauth2/introspect
  *   FORUM_SERVICE_ID      default forum
  *   FORUM_SERVICE_SECRET  from `countersign service add` (required)
+ *   FORUM_LEEWAY          seconds of clock skew allowed on exp/nbf (0-300, 30)
  *
  * Build: cc -std=c11 -Iinclude examples/forum/forum.c \
  *     build/libcountersign-verify.a -lmicrohttpd -ljansson -lcrypto -lcurl \
@@ -85,6 +86,7 @@ struct config {
 	char *introspect_url;
 	char *service_id;
 	char *basic_auth;	/* "Authorization: Basic ..." for introspection */
+	int leeway;
 };
 
 /* What one request answers and logs; owned by the request. */
@@ -1130,6 +1132,15 @@ load_config(void)
 		free(d2);
 	}
 	cfg.service_id = env_or("FORUM_SERVICE_ID", "forum");
+	{
+		char *l = env_or("FORUM_LEEWAY", "30"), *end;
+		long v = strtol(l, &end, 10);
+
+		if (*end != '\0' || end == l || v < 0 || v > 300)
+			die("FORUM_LEEWAY must be 0-300 seconds");
+		cfg.leeway = (int)v;
+		free(l);
+	}
 	secret_env = getenv("FORUM_SERVICE_SECRET");
 	if (secret_env == NULL || *secret_env == '\0')
 		die("FORUM_SERVICE_SECRET is required (from countersign service add)");
@@ -1186,6 +1197,7 @@ main(void)
 	verifier = cs_verifier_new(cfg.issuer, cfg.audience);
 	if (verifier == NULL)
 		die("out of memory");
+	cs_verifier_set_leeway(verifier, cfg.leeway);
 	/* The broker may still be starting: try for about five seconds. */
 	for (i = 0; i < 25; i++) {
 		last_fetch_ms = monotonic_ms();
