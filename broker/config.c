@@ -47,6 +47,8 @@ static const struct setting settings[] = {
 	S("rate_bc_authorize", T_INT, rate_bc_authorize, 0, 10000000),
 	S("rate_auth_failures", T_INT, rate_auth_failures, 0, 10000000),
 	S("cache_ttl_ms", T_INT, cache_ttl_ms, 0, 60000),
+	S("group_commit", T_INT, group_commit, 0, 8),
+	S("group_commit_window", T_INT, group_commit_window, 0, 100000),
 	S("log_level", T_LEVEL, log_level, 0, 0),
 	S("approval_timeout", T_DURATION, approval_timeout, 10, 86400),
 	S("poll_interval", T_INT, poll_interval, 1, 60),
@@ -64,7 +66,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->listen_port = 8080;
 	cfg->default_ttl = 300;
 	cfg->max_ttl = 3600;
-	cfg->threads = 8;
+	cfg->threads = 32;
 	cfg->max_body = 65536;
 	cfg->max_header = 32768;
 	cfg->connection_timeout = 10;
@@ -80,6 +82,8 @@ config_defaults(struct broker_config *cfg)
 	cfg->rate_bc_authorize = 30;
 	cfg->rate_auth_failures = 30;
 	cfg->cache_ttl_ms = 1000;
+	cfg->group_commit = 2;
+	cfg->group_commit_window = 200;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->approval_timeout = 600;
 	cfg->poll_interval = 5;

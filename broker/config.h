@@ -44,6 +44,8 @@ struct broker_config {
 	int rate_bc_authorize;		/* bc-authorize requests per agent per minute */
 	int rate_auth_failures;		/* failed authentications per client id per minute */
 	int cache_ttl_ms;		/* read-path caches (0: off) */
+	int group_commit;		/* committer threads (0: insert one by one) */
+	int group_commit_window;	/* microseconds a batch waits for company */
 	int64_t approval_timeout;	/* seconds a step-up request lives */
 	int poll_interval;		/* CIBA polling interval, seconds */
 	char webhook_url[1024];		/* approver notifications; "" for none */

@@ -18,6 +18,7 @@ struct db_result {
 /* Per-thread connection state, freed by the thread-exit destructor. */
 struct db_conn {
 	PGconn *conn;
+	int doomed;		/* the server said it is closing this connection */
 	const struct db_stmt *prepared[DB_MAX_STMTS];
 	size_t nprepared;
 };
@@ -75,15 +76,42 @@ drop_connection(struct db_conn *c)
 		PQfinish(c->conn);
 	c->conn = NULL;
 	c->nprepared = 0;
+	c->doomed = 0;
 }
 
-/* Server notices ("relation exists, skipping") are not for our users. */
+/*
+ * Server notices ("relation exists, skipping") are not for our users. A
+ * FATAL one arriving on an idle connection means the server is closing it
+ * (shutdown, restart, terminated backend): mark it so the next query
+ * reconnects instead of failing.
+ */
 static void
-ignore_notice(void *arg, const char *message)
+on_notice(void *arg, const char *message)
 {
-	(void)arg;
+	struct db_conn *c = arg;
+
+	if (strncmp(message, "FATAL", 5) == 0)
+		c->doomed = 1;
 	log_fields(LOG_LEVEL_DEBUG, "database notice",
 	    json_pack("{s:s}", "notice", message));
+}
+
+/*
+ * 1 if c's connection can take a query. A connection the server closed
+ * while it sat idle (a restart, a terminated backend) has usually already
+ * received the server's FATAL notice or EOF: reading and parsing what is
+ * pending (PQisBusy runs the notice processor) notices that without a
+ * round trip, so the request gets a fresh connection instead of a failure.
+ */
+static int
+conn_alive(struct db_conn *c)
+{
+	if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK)
+		return 0;
+	if (PQconsumeInput(c->conn) != 1)
+		return 0;
+	(void)PQisBusy(c->conn);
+	return PQstatus(c->conn) == CONNECTION_OK && !c->doomed;
 }
 
 /*
@@ -109,7 +137,7 @@ get_conn(void)
 			return NULL;
 		pthread_setspecific(conn_key, c);
 	}
-	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
+	if (conn_alive(c))
 		return c;
 	drop_connection(c);
 	if (conninfo == NULL)
@@ -139,7 +167,7 @@ get_conn(void)
 		drop_connection(c);
 		return c;
 	}
-	PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
+	PQsetNoticeProcessor(c->conn, on_notice, c);
 	return c;
 }
 

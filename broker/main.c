@@ -12,6 +12,7 @@
 #include "api.h"
 #include "approvals.h"
 #include "audit.h"
+#include "batch.h"
 #include "httpclient.h"
 #include "cli.h"
 #include "config.h"
@@ -69,6 +70,11 @@ serve(const struct broker_config *cfg)
 		log_error("out of memory");
 		goto out;
 	}
+	if (cfg->group_commit > 0 &&
+	    batch_start(cfg->group_commit, cfg->group_commit_window) != 0) {
+		log_error("cannot start the group commit threads");
+		goto out;
+	}
 	if (httpclient_global_init() != 0 || notify_start(cfg) != 0 ||
 	    approvals_start_sweeper() != 0 ||
 	    (cfg->audit_seal && audit_start_sealer(cfg->audit_gap_grace) != 0)) {
@@ -94,6 +100,7 @@ serve(const struct broker_config *cfg)
 	http_stop();
 	rc = 0;
 out:
+	batch_stop();
 	audit_stop_sealer();
 	agents_cache_free();
 	grants_cache_free();

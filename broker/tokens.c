@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "batch.h"
 #include "db.h"
 #include "grants.h"
 #include "jose.h"
@@ -237,6 +238,39 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 	params[10] = m->approval_id;
 	params[11] = usesbuf;
 	params[12] = m->read_only ? "true" : "false";
+	if (m->approval_id == NULL && batch_running()) {
+		/*
+		 * Outside a transaction: join the next group commit, which
+		 * runs the same re-checks per token.
+		 */
+		struct batch_token bt;
+
+		bt.agent_id = m->client->agent_id;
+		bt.jti = out->jti;
+		bt.scopes = out->scope;
+		bt.audience = m->audience;
+		bt.client_id = m->client->client_id;
+		bt.kid = key->kid;
+		bt.iat = iat;
+		bt.exp = iat + m->ttl;
+		bt.agent_name = m->client->name;
+		bt.details = details;
+		bt.max_uses = m->max_uses;
+		bt.read_only = m->read_only;
+		rc = batch_insert(&bt);
+		if (rc == CS_ERR_CONFLICT) {
+			rc = cs_error_set(err, CS_ERR_CONFLICT,
+			    "a grant for the requested scopes was revoked");
+			goto out;
+		}
+		if (rc != CS_OK) {
+			rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
+			    "the broker cannot record this token right now");
+			goto out;
+		}
+		out->expires_in = m->ttl;
+		goto out;
+	}
 	rc = db_exec(&insert_token, params, &res);
 	if (rc != CS_OK) {
 		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
