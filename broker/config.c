@@ -83,7 +83,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->rate_auth_failures = 30;
 	cfg->cache_ttl_ms = 1000;
 	cfg->group_commit = 2;
-	cfg->group_commit_window = 200;
+	cfg->group_commit_window = 0;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->approval_timeout = 600;
 	cfg->poll_interval = 5;

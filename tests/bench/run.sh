@@ -130,6 +130,34 @@ run_wrk "issuance, sealer off" 16 token.lua "$agent_basic"
 stop_broker
 start_broker 1
 sleep 1
+echo "== side by side with node oidc-provider (client credentials, JWT access tokens, no durable record)"
+if [ ! -d "$root/tests/bench/oidc-provider/node_modules/oidc-provider" ]; then
+	(cd "$root/tests/bench/oidc-provider" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+peer_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+peer_basic=$(printf 'bench:bench-peer-secret' | base64 -w0)
+(cd "$root/tests/bench/oidc-provider" && \
+    exec node server.mjs "$peer_port" bench bench-peer-secret) 2>/dev/null &
+peer_pid=$!
+for _ in $(seq 100); do
+	curl -fsS -o /dev/null "http://127.0.0.1:$peer_port/.well-known/openid-configuration" 2>/dev/null && break
+	sleep 0.1
+done
+peer_rps() {
+	BENCH_BASIC=$peer_basic wrk -t2 -c"$1" -d"${secs}s" -s "$root/tests/bench/token.lua" \
+	    "http://127.0.0.1:$peer_port/token" | awk '/Requests\/sec/ {print int($2)}'
+}
+cs_rps() {
+	BENCH_BASIC=$agent_basic wrk -t2 -c"$1" -d"${secs}s" -s "$root/tests/bench/token.lua" \
+	    "http://127.0.0.1:$port/oauth2/token" | awk '/Requests\/sec/ {print int($2)}'
+}
+# Alternate the two so that drift on a shared machine hits both alike.
+for c in 16 64; do
+	a1=$(cs_rps "$c"); p1=$(peer_rps "$c"); a2=$(cs_rps "$c"); p2=$(peer_rps "$c")
+	python3 -c "import json,sys; a=(int(sys.argv[1])+int(sys.argv[2]))/2; p=(int(sys.argv[3])+int(sys.argv[4]))/2; print(json.dumps({'bench':'countersign vs oidc-provider','connections':int(sys.argv[5]),'countersign_req_per_s':round(a),'oidc_provider_req_per_s':round(p),'ratio':round(a/p,2)}))" "$a1" "$a2" "$p1" "$p2" "$c"
+done
+kill "$peer_pid" 2>/dev/null; wait "$peer_pid" 2>/dev/null || true
+
 echo "== audit after the runs"
 "$bin" audit verify --json
 issued=$(psqlq "SELECT count(*) FROM audit_events WHERE type = 'token.issued'")
