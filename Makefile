@@ -43,10 +43,10 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps run stop test unit e2e asan fuzz lint clean bench
+.PHONY: all deps run stop demo test unit e2e asan fuzz lint clean bench
 
 all: $(BUILD)/countersign $(BUILD)/libcountersign-verify.a \
-     $(BUILD)/libcountersign-verify.so
+     $(BUILD)/libcountersign-verify.so $(BUILD)/forum
 
 deps:
 	deploy/deps.sh build
@@ -103,8 +103,20 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libcountersign.a | 
 	@$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_MODE) -o $@ $< \
 	    $(BUILD)/libcountersign.a $(PKG_LIBS) -lpthread
 
+# The example forum of the demo (docs/demo.md): a resource server linked
+# against the static verify library, as a C service would be.
+$(BUILD)/forum: examples/forum/forum.c include/countersign/verify.h $(BUILD)/libcountersign-verify.a
+	@echo "  CCLD    $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_MODE) -o $@ $< $(BUILD)/libcountersign-verify.a \
+	    -lmicrohttpd -ljansson -lcrypto -lcurl -lpthread
+
 run: deps all
 	deploy/run.sh
+
+# The story of docs/demo.md against the broker of `make run` (started if
+# it is not running); exits non-zero if any step surprises it.
+demo: deps all
+	CS_BIN=$(BUILD)/countersign FORUM_BIN=$(BUILD)/forum deploy/demo.sh
 
 stop:
 	deploy/run.sh stop
@@ -131,7 +143,7 @@ lint:
 	tools/banned.sh
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 	    --inline-suppr -Ibroker --suppress=missingIncludeSystem \
-	    --suppress=unknownMacro broker
+	    --suppress=unknownMacro broker lib examples/forum
 
 clean:
 	rm -rf build build-asan

@@ -1080,9 +1080,15 @@ approvals_decide(const struct broker_config *cfg,
 	{
 		char *joined = d->scopes != NULL ? scopes_join(d->scopes) : NULL;
 
-		audit = json_pack("{s:s?, s:s?, s:I, s:s}", "reason", d->reason,
-		    "narrowed_scope", joined, "narrowed_ttl", (json_int_t)d->ttl,
-		    "approver_groups", groups);
+		json_t *g = json_array();
+		size_t k;
+
+		for (k = 0; g != NULL && k < approver->ngroups; k++)
+			json_array_append_new(g, json_string(approver->groups[k]));
+		audit = json_pack("{s:s?, s:s?, s:o, s:o}", "reason", d->reason,
+		    "narrowed_scope", joined, "narrowed_ttl", d->ttl > 0 ?
+		    json_integer(d->ttl) : json_null(), "approver_groups",
+		    g != NULL ? g : json_array());
 		free(joined);
 	}
 	audit_text = audit != NULL ? json_dumps(audit, JSON_COMPACT) : NULL;

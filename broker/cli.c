@@ -761,6 +761,19 @@ print_request(const json_t *r)
 	    "approvals_required")),
 	    (long long)json_integer_value(json_object_get(r, "expires_in")),
 	    json_string_value(json_object_get(r, "binding_message")));
+	/* What exactly would be done: the approver must see it to judge it. */
+	json_array_foreach(json_object_get(r, "authorization_details"), i, s) {
+		const char *digest = json_string_value(json_object_get(s,
+		    "action_digest"));
+		const char *preview = json_string_value(json_object_get(s,
+		    "preview"));
+
+		printf("    action: %s%s%s\n", json_string_value(json_object_get(s,
+		    "type")), digest != NULL ? " digest=" : "",
+		    digest != NULL ? digest : "");
+		if (preview != NULL)
+			printf("    preview: %s\n", preview);
+	}
 }
 
 static int

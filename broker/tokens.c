@@ -55,7 +55,8 @@ static const struct db_stmt insert_token = {
  */
 static const struct db_stmt record_use = {
 	"tokens_record_use",
-	"WITH t AS (SELECT tk.revoked_at, tk.expires_at, a.disabled_at "
+	"WITH t AS (SELECT tk.revoked_at, tk.expires_at, a.disabled_at, "
+	"tk.use_count, tk.max_uses "
 	"FROM tokens tk JOIN agents a ON a.id = tk.agent_id WHERE tk.jti = $1), "
 	"u AS (UPDATE tokens tk SET use_count = use_count + 1, "
 	"last_used_at = now() WHERE tk.jti = $1 AND tk.revoked_at IS NULL "
@@ -73,7 +74,8 @@ static const struct db_stmt record_use = {
 	"SELECT 'token.used', 'service:' || $2, 'agent:' || $3, $1, "
 	"jsonb_build_object('result', r.result, 'active', r.result = 'active', "
 	"'audience', $4::text, 'use', (SELECT use_count FROM u), "
-	"'max_uses', (SELECT max_uses FROM u)) FROM r "
+	"'uses_before', (SELECT use_count FROM t), "
+	"'max_uses', (SELECT max_uses FROM t)) FROM r "
 	"RETURNING details->>'result', coalesce(details->>'use', ''), "
 	"coalesce(details->>'max_uses', '')",
 	4

@@ -26,6 +26,7 @@ forum_bin=${FORUM_BIN:-$root/build/forum}
 agent_sh="$root/examples/forum/agent.sh"
 aud="https://forum.example"
 t0=$(date +%s)
+since=$(date -u -d "@$((t0 - 1))" +%Y-%m-%dT%H:%M:%SZ)	# the audit trail of this run
 
 if [ -t 1 ]; then bold=$'\033[1m'; red=$'\033[31m'; green=$'\033[32m'; off=$'\033[0m'
 else bold=; red=; green=; off=; fi
@@ -93,9 +94,11 @@ else
 	[ "$(jq -r .kind <<<"$post_scope")" = write ] ||
 	    surprise "forum:post exists but is not a write scope"
 	group=$(jq -r '.approver_group // empty' <<<"$post_scope")
-	if [ "$group" != forum-mods ]; then
-		say "Note: forum:post was created earlier (by \`make run\`) with approver group"
-		say "'${group:-none}', so that group, not only forum-mods, may decide; alice still can."
+	if [ -z "$group" ]; then
+		say "Note: forum:post already exists (\`make run\` made it) without an approver group:"
+		say "any approver may decide it, not only forum-mods. Scopes cannot be changed."
+	elif [ "$group" != forum-mods ]; then
+		surprise "forum:post is decided by group '$group', but alice is in forum-mods (delete var/ to start afresh)"
 	fi
 fi
 
@@ -161,7 +164,6 @@ export BROKER_URL="$broker" FORUM_URL="$forum" CLIENT_ID=forum-agent
 CLIENT_SECRET=$(jq -r .client_secret "$state/forum-agent.json")
 export CLIENT_SECRET
 alice_key=$(jq -r .api_key "$state/alice.json")
-since=$(date -u -d '-1 second' +%Y-%m-%dT%H:%M:%SZ)
 
 # agent ARGS...: run the reference agent; its account, indented, on stderr.
 agent() {
@@ -319,10 +321,13 @@ jq -r 'def pad($n): . + " " * ([$n - length, 0] | max);
     (if .type == "token.issued" then .details.scope
          + (if .details.approval then " approval:" + .details.approval else "" end)
      elif .type == "token.used" then .details.result
+     elif .type == "grant.created" then .details.scope + " on " + .details.audience
+     elif .type == "agent.created" then "owner " + (.details.owner // "-")
      elif (.type | startswith("approval.")) then .subject
          + (if .details.reason then " \"" + .details.reason + "\"" else "" end)
      else .details.reason // "" end) as $what
-    | "    \(.seq | tostring | " " * (4 - length) + .)  \(.type | pad(18)) \(.actor | pad(17)) \(.jti // "-" | pad(22)) \($what)"' \
+    | "    \(.seq | tostring | " " * (4 - length) + .)  \(.type | pad(18)) \(.actor | pad(17)) \(.jti // "-" | pad(22)) \($what)"
+    | sub(" +$"; "")' \
     "$tmp/trail.jsonl"
 uses=$(jq -r --arg j "$write_jti" 'select(.type == "token.used" and .jti == $j) | .details.result' "$tmp/trail.jsonl" | paste -sd' ')
 [ "$uses" = "active used_up" ] || surprise "expected the write token to be used once then refused, audit says: $uses"

@@ -21,6 +21,7 @@ set -euo pipefail
 readonly BUILD_PKGS=(
   build-essential pkg-config libssl-dev libpq-dev libmicrohttpd-dev
   libjansson-dev libcurl4-openssl-dev postgresql-15 postgresql-client-15 openssl curl
+  jq
 )
 readonly TEST_PKGS=(
   clang libclang-rt-14-dev nodejs npm jq python3 python3-jwt wrk procps psmisc

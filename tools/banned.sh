@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern='\b(sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets|rand|srand|random|mktemp|tmpnam)[[:space:]]*\('
-if grep -nE "$pattern" broker/*.c broker/*.h include/countersign/*.h 2>/dev/null | grep -v '^\s*/\?\*'; then
+if grep -nE "$pattern" broker/*.c broker/*.h lib/*.c include/countersign/*.h examples/forum/*.c 2>/dev/null | grep -v '^\s*/\?\*'; then
 	echo "banned.sh: banned function used (see STYLE: use snprintf, strlcpy-style copies, RAND_bytes, util_parse_int64)" >&2
 	exit 1
 fi

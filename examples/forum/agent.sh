@@ -97,7 +97,8 @@ cmd_read() {
 		return 1
 	fi
 	title=$(json_field title)
-	say "I read thread $thread, \"$title\": $(jq -r '.replies | length' <<<"$BODY") replies so far."
+	say "I read thread $thread, \"$title\" ($(jq -r '.replies | length |
+	    if . == 1 then "1 reply" else "\(.) replies" end' <<<"$BODY") so far)."
 	printf '%s\n' "$BODY"
 }
 

@@ -43,6 +43,9 @@
  *     build/libcountersign-verify.a -lmicrohttpd -ljansson -lcrypto -lcurl \
  *     -lpthread
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L	/* strndup, gmtime_r, getaddrinfo, rwlocks */
+#endif
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -737,7 +740,7 @@ serve_post(struct request *rq, const char *token, const struct cs_claims *c)
 	char hex[65], b64u[44], digest[72], when[32];
 	json_t *reply = NULL, *text = NULL, *t, *list;
 	enum digest_check dc;
-	int active;
+	int active, full;
 
 	if (rq->body_len == 0) {
 		answer(rq, 400, "empty_body", "invalid_request",
@@ -769,6 +772,15 @@ serve_post(struct request *rq, const char *token, const struct cs_claims *c)
 		json_object_set_new(rq->reply, "body_digest", json_string(digest));
 		goto out;
 	}
+	pthread_mutex_lock(&store_lock);
+	full = json_array_size(json_object_get(thread_get(rq->thread),
+	    "replies")) >= FORUM_MAX_REPLIES;
+	pthread_mutex_unlock(&store_lock);
+	if (full) {
+		answer(rq, 507, "thread_full", "thread_full",
+		    "the thread has too many replies");
+		goto out;
+	}
 	/* Last, because it spends the token's one use. */
 	if (introspect(token, c, "forum:post", &active) != 0) {
 		answer(rq, 503, "introspection_failed", "temporarily_unavailable",
@@ -798,7 +810,12 @@ serve_post(struct request *rq, const char *token, const struct cs_claims *c)
 	    "approved_by", approvers(c->json),
 	    "digest", digest,
 	    "posted_at", when);
-	if (reply == NULL || json_array_append(list, reply) != 0) {
+	/*
+	 * The store keeps its own copy, so that this request's answer never
+	 * shares a JSON value with what other threads read under the lock.
+	 */
+	if (reply == NULL ||
+	    json_array_append_new(list, json_deep_copy(reply)) != 0) {
 		pthread_mutex_unlock(&store_lock);
 		answer(rq, 500, "internal", "server_error", "out of memory");
 		goto out;

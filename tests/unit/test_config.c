@@ -97,7 +97,15 @@ test_defaults(void)
 	CHECK(cfg.default_ttl == 300);
 	CHECK(cfg.max_ttl == 3600);
 	CHECK(cfg.default_ttl <= cfg.max_ttl);
-	CHECK(cfg.threads == 8);
+	CHECK(cfg.threads == 32);
+	CHECK(cfg.group_commit == 2);
+	CHECK(cfg.group_commit_window == 0);
+	CHECK(cfg.cache_ttl_ms == 1000);
+	CHECK(cfg.rate_token == 6000);
+	CHECK(cfg.rate_bc_authorize == 30);
+	CHECK(cfg.rate_auth_failures == 30);
+	CHECK(cfg.audit_seal == 1);
+	CHECK(cfg.audit_gap_grace == 60);
 	CHECK(cfg.max_body == 65536);
 	CHECK(cfg.max_header == 32768);
 	CHECK(cfg.connection_timeout == 10);
@@ -401,7 +409,7 @@ test_parse_text(void)
 	CHECK(config_parse_text(&cfg, "nul.conf", text, sizeof(text) - 1, err,
 	    sizeof(err)) == -1);
 	CHECK(strstr(err, "NUL") != NULL);
-	CHECK(cfg.threads == 8);
+	CHECK(cfg.threads == 32);
 
 	/* A tiny error buffer still gets a terminated (truncated) message. */
 	CHECK(parse_text(&cfg, "bogus = 1", err, 8) == -1);
