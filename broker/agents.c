@@ -213,18 +213,7 @@ out:
 enum cs_err
 agents_list(json_t **out)
 {
-	struct db_result *res = NULL;
-	enum cs_err rc;
-
-	*out = NULL;
-	rc = db_exec(&list_agents, NULL, &res);
-	if (rc == CS_OK) {
-		*out = json_loads(db_value(res, 0, 0), 0, NULL);
-		if (*out == NULL)
-			rc = CS_ERR_INTERNAL;
-	}
-	db_result_free(res);
-	return rc;
+	return db_exec_json(&list_agents, NULL, out);
 }
 
 /* Record a failed authentication; returns the code the caller reports. */

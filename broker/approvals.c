@@ -350,27 +350,10 @@ approvals_approver_disable(const char *name, const char *actor,
 	return rc;
 }
 
-static enum cs_err
-json_result(const struct db_stmt *st, const char *const *params, json_t **out)
-{
-	struct db_result *res = NULL;
-	enum cs_err rc;
-
-	*out = NULL;
-	rc = db_exec(st, params, &res);
-	if (rc == CS_OK) {
-		*out = json_loads(db_value(res, 0, 0), 0, NULL);
-		if (*out == NULL)
-			rc = CS_ERR_INTERNAL;
-	}
-	db_result_free(res);
-	return rc;
-}
-
 enum cs_err
 approvals_approver_list(json_t **out)
 {
-	return json_result(&approver_list, NULL, out);
+	return db_exec_json(&approver_list, NULL, out);
 }
 
 static enum cs_err
@@ -829,7 +812,7 @@ approvals_list(const struct approver *approver, const char *state,
 	params[0] = strcmp(state, "all") == 0 ? NULL : state;
 	params[1] = NULL;
 	params[2] = groups;
-	rc = json_result(&request_list, params, out);
+	rc = db_exec_json(&request_list, params, out);
 	free(groups);
 	if (rc != CS_OK)
 		return cs_error_set(err, CS_ERR_UNAVAILABLE, "database unavailable");

@@ -324,6 +324,21 @@ db_rollback(void)
 }
 
 enum cs_err
+db_exec_json(const struct db_stmt *st, const char *const *params, json_t **out)
+{
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	*out = NULL;
+	rc = db_exec(st, params, &res);
+	if (rc == CS_OK && (db_nrows(res) != 1 ||
+	    (*out = json_loads(db_value(res, 0, 0), 0, NULL)) == NULL))
+		rc = CS_ERR_INTERNAL;
+	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
 db_ping(void)
 {
 	static const struct db_stmt ping = { "db_ping", "SELECT 1", 0 };

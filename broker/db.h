@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "countersign.h"
 
 #define DB_MAX_STMTS	128
@@ -59,6 +61,14 @@ enum cs_err db_exec_script(const char *sql, char *errbuf, size_t errlen);
 enum cs_err db_begin(void);
 enum cs_err db_commit(void);
 void db_rollback(void);
+
+/*
+ * db_exec_json(st, params, out): run st, whose single row and column is
+ * JSON text (a jsonb_agg or jsonb_build_object built in SQL), and parse
+ * it into *out (caller decrefs). CS_ERR_INTERNAL if it is not JSON.
+ */
+enum cs_err db_exec_json(const struct db_stmt *st, const char *const *params,
+    json_t **out);
 
 /* db_ping(): CS_OK if a trivial query succeeds. */
 enum cs_err db_ping(void);

@@ -335,27 +335,10 @@ grants_write_policy(const struct scope_list *scopes, int *required,
 	return rc;
 }
 
-static enum cs_err
-json_query(const struct db_stmt *st, const char *const *params, json_t **out)
-{
-	struct db_result *res = NULL;
-	enum cs_err rc;
-
-	*out = NULL;
-	rc = db_exec(st, params, &res);
-	if (rc == CS_OK) {
-		*out = json_loads(db_value(res, 0, 0), 0, NULL);
-		if (*out == NULL)
-			rc = CS_ERR_INTERNAL;
-	}
-	db_result_free(res);
-	return rc;
-}
-
 enum cs_err
 grants_scope_list(json_t **out)
 {
-	return json_query(&scope_list, NULL, out);
+	return db_exec_json(&scope_list, NULL, out);
 }
 
 enum cs_err
@@ -446,5 +429,5 @@ grants_list(const char *agent, json_t **out)
 {
 	const char *params[1] = { agent };
 
-	return json_query(&grant_list, params, out);
+	return db_exec_json(&grant_list, params, out);
 }

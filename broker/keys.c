@@ -659,13 +659,5 @@ keys_retire(const char *kid, int64_t min_age, const char *actor,
 enum cs_err
 keys_list(json_t **out)
 {
-	struct db_result *res = NULL;
-	enum cs_err rc;
-
-	*out = NULL;
-	rc = db_exec(&list_keys, NULL, &res);
-	if (rc == CS_OK && (*out = json_loads(db_value(res, 0, 0), 0, NULL)) == NULL)
-		rc = CS_ERR_INTERNAL;
-	db_result_free(res);
-	return rc;
+	return db_exec_json(&list_keys, NULL, out);
 }
