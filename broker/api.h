@@ -18,6 +18,27 @@ void api_shutdown(void);
 int api_limits_init(const struct broker_config *cfg);
 void api_limits_shutdown(void);
 
+/*
+ * api_authenticate_agent(req, f, endpoint, client): authenticate the agent
+ * of a request, refusing (429) a client id that has failed too often
+ * lately without even checking its secret. Answers the request and
+ * returns -1 on any failure.
+ */
+struct client;
+struct form;
+int api_authenticate_agent(struct http_req *req, const struct form *f,
+    const char *endpoint, struct client *client);
+
+/*
+ * api_locked_out(req, f, realm): 1 (having answered 429) if the client id
+ * the request claims has failed authentication too often lately in realm
+ * ("agent", "service"). api_note_auth_failure counts one more failure.
+ */
+int api_locked_out(struct http_req *req, const struct form *f,
+    const char *realm);
+void api_note_auth_failure(struct http_req *req, const struct form *f,
+    const char *realm);
+
 /* The route table, ending in a {NULL} entry. */
 extern const struct http_route api_routes[];
 

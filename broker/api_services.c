@@ -60,11 +60,15 @@ api_introspect(struct http_req *req)
 	f = parse_body(req);
 	if (f == NULL)
 		return;
+	if (api_locked_out(req, f, "service"))
+		goto out;
 	if (services_authenticate(http_req_header(req, "Authorization", NULL), f,
 	    "introspect", &svc, &err) != CS_OK) {
-		if (err.code == CS_ERR_INVALID_CLIENT)
+		if (err.code == CS_ERR_INVALID_CLIENT) {
+			api_note_auth_failure(req, f, "service");
 			http_add_header(req, "WWW-Authenticate",
 			    "Basic realm=\"countersign-services\"");
+		}
 		http_reply_error(req, &err);
 		goto out;
 	}
@@ -94,15 +98,8 @@ api_revoke(struct http_req *req)
 	f = parse_body(req);
 	if (f == NULL)
 		return;
-	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
-	    "revoke", &client, &err) != CS_OK) {
-		if (err.code == CS_ERR_INVALID_CLIENT)
-			http_add_header(req, "WWW-Authenticate",
-			    "Basic realm=\"countersign\"");
-		http_reply_error(req, &err);
+	if (api_authenticate_agent(req, f, "revoke", &client) != 0)
 		goto out;
-	}
-	http_log_field(req, "agent", client.name);
 	if (tokens_revoke(api_config(), &client, form_get(f, "token", NULL),
 	    &err) != CS_OK) {
 		http_reply_error(req, &err);

@@ -79,40 +79,54 @@ claimed_client(struct http_req *req, const struct form *f)
 	return id;
 }
 
-/*
- * Authenticate the agent of a request, refusing (429) a client id that has
- * failed too often lately, without even checking its secret. Answers the
- * request and returns -1 on any failure.
- */
-static int
-authenticate(struct http_req *req, const struct form *f, const char *endpoint,
-    struct client *client)
+int
+api_locked_out(struct http_req *req, const struct form *f, const char *realm)
 {
-	struct cs_error err;
 	char *id = claimed_client(req, f), key[RATELIMIT_KEY_MAX];
-	int retry = 0, rc = -1;
+	int retry = 0, locked = 0;
 
-	snprintf(key, sizeof(key), "fail:%.80s", id != NULL ? id : "");
+	snprintf(key, sizeof(key), "fail:%s:%.80s", realm, id != NULL ? id : "");
 	if (id != NULL && !ratelimit_peek(rl_fail, key, &retry)) {
 		reply_limited(req, id, "failed authentication", retry);
-		goto out;
+		locked = 1;
 	}
+	free(id);
+	return locked;
+}
+
+void
+api_note_auth_failure(struct http_req *req, const struct form *f,
+    const char *realm)
+{
+	char *id = claimed_client(req, f), key[RATELIMIT_KEY_MAX];
+	int retry = 0;
+
+	snprintf(key, sizeof(key), "fail:%s:%.80s", realm, id != NULL ? id : "");
+	if (id != NULL)
+		(void)ratelimit_take(rl_fail, key, &retry);
+	free(id);
+}
+
+int
+api_authenticate_agent(struct http_req *req, const struct form *f,
+    const char *endpoint, struct client *client)
+{
+	struct cs_error err;
+
+	if (api_locked_out(req, f, "agent"))
+		return -1;
 	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
 	    endpoint, client, &err) != CS_OK) {
 		if (err.code == CS_ERR_INVALID_CLIENT) {
-			if (id != NULL)
-				(void)ratelimit_take(rl_fail, key, &retry);
+			api_note_auth_failure(req, f, "agent");
 			http_add_header(req, "WWW-Authenticate",
 			    "Basic realm=\"countersign\"");
 		}
 		http_reply_error(req, &err);
-		goto out;
+		return -1;
 	}
 	http_log_field(req, "agent", client->name);
-	rc = 0;
-out:
-	free(id);
-	return rc;
+	return 0;
 }
 
 /* Take one request from an agent's budget for an endpoint. */
@@ -307,7 +321,7 @@ api_token(struct http_req *req)
 		    "grant_type is required");
 		goto out;
 	}
-	if (authenticate(req, f, "token", &client) != 0 ||
+	if (api_authenticate_agent(req, f, "token", &client) != 0 ||
 	    admit(req, rl_token, "token", &client) != 0)
 		goto out;
 	if (strcmp(gt, "client_credentials") == 0)
@@ -340,7 +354,7 @@ api_bc_authorize(struct http_req *req)
 	f = parse_form_body(req);
 	if (f == NULL)
 		return;
-	if (authenticate(req, f, "bc-authorize", &client) != 0 ||
+	if (api_authenticate_agent(req, f, "bc-authorize", &client) != 0 ||
 	    admit(req, rl_bc, "bc-authorize", &client) != 0)
 		goto out;
 	scope = form_get(f, "scope", NULL);

@@ -142,3 +142,21 @@ test('ambiguous message framing (request smuggling) is refused', async () => {
   }
   assert.equal((await b.get('/healthz')).status, 200);
 });
+
+test('the failed-authentication lockout also guards introspection and revocation', async () => {
+  const s = b.cliOk('service', 'add', 'lock-svc', '--audience', AUD, '--json').json;
+  const introspect = (secret) => b.post('/oauth2/introspect', { token: 'x' }, { auth: { id: s.client_id, secret } });
+  const statuses = [];
+  for (let i = 0; i < 7; i++) statuses.push((await introspect('guess')).status);
+  assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429]);
+  const r = await introspect(s.client_secret);
+  assert.equal(r.status, 429, 'locked out even with the right secret');
+  // Agents and services are separate realms: the same name is not shared.
+  const a = b.agent('lock-svc');
+  assert.equal((await b.post('/oauth2/revoke', { token: 'x' }, { auth: a })).status, 200);
+  const rs = [];
+  for (let i = 0; i < 7; i++) {
+    rs.push((await b.post('/oauth2/revoke', { token: 'x' }, { auth: { id: 'lock-svc', secret: 'guess' } })).status);
+  }
+  assert.deepEqual(rs, [401, 401, 401, 401, 401, 429, 429]);
+});
