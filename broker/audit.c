@@ -581,7 +581,9 @@ static const struct db_stmt page = {
 	"AND ($3::bigint IS NULL OR e.time < to_timestamp($3::bigint)) "
 	"AND ($4::text IS NULL OR e.type = $4) "
 	"AND ($5::text IS NULL OR e.actor = 'agent:' || $5 "
-	"OR e.subject = 'agent:' || $5) AND ($6::text IS NULL OR e.jti = $6) "
+	"OR e.subject = 'agent:' || $5 OR e.subject IN (SELECT 'approval:' || "
+	"r.id FROM approval_requests r JOIN agents a ON a.id = r.agent_id "
+	"WHERE a.name = $5)) AND ($6::text IS NULL OR e.jti = $6) "
 	"ORDER BY e.seq LIMIT $7::int",
 	7
 };

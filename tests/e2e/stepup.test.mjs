@@ -539,3 +539,12 @@ test('webhooks announce new requests and decisions, without secrets', async () =
     assert.ok(!all.includes(secret));
   }
 });
+
+test("an agent's audit export includes the decisions about its requests", async () => {
+  const id = (await ask()).json.auth_req_id;
+  assert.equal((await deny(alice, id, { reason: 'trail check' })).status, 200);
+  const lines = b.cliOk('audit', 'export', '--agent', 'writer').stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const mine = lines.filter((e) => e.subject === `approval:${id}`).map((e) => e.type);
+  assert.deepEqual(mine, ['approval.requested', 'approval.denied']);
+  assert.ok(!lines.some((e) => e.actor === 'agent:other-agent'));
+});
