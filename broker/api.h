@@ -54,6 +54,7 @@ void api_jwks(struct http_req *req);
 void api_metadata(struct http_req *req);
 void api_healthz(struct http_req *req);
 void api_readyz(struct http_req *req);
+void api_metrics(struct http_req *req);
 
 /* Shared by handlers: the broker configuration. */
 const struct broker_config *api_config(void);

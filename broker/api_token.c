@@ -10,6 +10,7 @@
 #include "approvals.h"
 #include "audit.h"
 #include "form.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "scopes.h"
 #include "tokens.h"
@@ -52,6 +53,7 @@ reply_limited(struct http_req *req, const char *who, const char *what,
 	char ra[16], clip[AUDIT_FIELD_MAX];
 	json_t *d;
 
+	metrics_inc(METRICS_RATE_LIMITED);
 	snprintf(ra, sizeof(ra), "%d", retry_after);
 	d = json_pack("{s:s, s:i}", "limit", what, "retry_after", retry_after);
 	/* Best effort: the refusal stands even if it cannot be recorded. */

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "approvals.h"
+#include "metrics.h"
 #include "db.h"
 #include "keys.h"
 
@@ -26,6 +28,7 @@ const struct http_route api_routes[] = {
 	{ "GET", "/.well-known/jwks.json", api_jwks, 0 },
 	{ "GET", "/.well-known/oauth-authorization-server", api_metadata, 0 },
 	{ "GET", "/healthz", api_healthz, 0 },
+	{ "GET", "/metrics", api_metrics, 0 },
 	{ "GET", "/readyz", api_readyz, 0 },
 	{ NULL, NULL, NULL, 0 }
 };
@@ -141,6 +144,21 @@ void
 api_healthz(struct http_req *req)
 {
 	http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void
+api_metrics(struct http_req *req)
+{
+	long pending = approvals_pending();
+	char *text = metrics_render(pending, pending >= 0);
+
+	if (text == NULL) {
+		http_reply_errorf(req, CS_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	http_reply_bytes(req, 200, "text/plain; version=0.0.4", text,
+	    strlen(text));
+	free(text);
 }
 
 void

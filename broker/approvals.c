@@ -17,6 +17,7 @@
 #include "grants.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "util.h"
 
@@ -138,7 +139,8 @@ static const struct db_stmt decide_lock = {
 	"(SELECT coalesce(bool_and(s.owner_may_approve), false) FROM scopes s "
 	"WHERE s.name = ANY(r.scopes) AND s.kind <> 'read'), "
 	"EXISTS (SELECT 1 FROM approval_decisions d WHERE d.request_id = r.id "
-	"AND d.approver_id = $3::bigint) "
+	"AND d.approver_id = $3::bigint), "
+	"extract(epoch FROM now() - r.created_at)::float8 "
 	"FROM approval_requests r JOIN agents a ON a.id = r.agent_id "
 	"WHERE r.id = $1 FOR UPDATE OF r",
 	3
@@ -754,6 +756,7 @@ approvals_request(const struct broker_config *cfg,
 	}
 	*expires_in = expiry;
 	*interval = cfg->poll_interval;
+	metrics_inc(METRICS_APPROVALS_REQUESTED);
 	{
 		char text[1536], *joined = scopes_join(ask->scopes);
 
@@ -1127,6 +1130,10 @@ approvals_decide(const struct broker_config *cfg,
 	if ((rc = db_commit()) != CS_OK)
 		goto unavailable;
 	in_tx = 0;
+	metrics_inc(d->approve ? METRICS_APPROVALS_APPROVED :
+	    METRICS_APPROVALS_DENIED);
+	if (!d->approve || quorum)
+		metrics_decision(strtod(db_value(lock, 0, 11), NULL));
 	{
 		char text[512];
 
@@ -1445,6 +1452,26 @@ approvals_expire_due(int *n)
 		*n = db_nrows(res);
 	db_result_free(res);
 	return CS_OK;
+}
+
+static const struct db_stmt pending_count = {
+	"approvals_pending_count",
+	"SELECT count(*) FROM approval_requests WHERE state = 'pending' "
+	"AND expires_at > now()",
+	0
+};
+
+long
+approvals_pending(void)
+{
+	struct db_result *res = NULL;
+	int64_t n = -1;
+
+	if (db_exec(&pending_count, NULL, &res) == CS_OK &&
+	    util_parse_int64(db_value(res, 0, 0), 0, INT64_MAX, &n) != 0)
+		n = -1;
+	db_result_free(res);
+	return (long)n;
 }
 
 static pthread_t sweeper;

@@ -153,6 +153,9 @@ enum cs_err approvals_collect(const struct broker_config *cfg,
  */
 enum cs_err approvals_expire_due(int *n);
 
+/* approvals_pending(): pending, unexpired requests; -1 if unknown. */
+long approvals_pending(void);
+
 /* approvals_start_sweeper() / approvals_stop_sweeper(): a thread that
  * runs approvals_expire_due every few seconds. */
 int approvals_start_sweeper(void);

@@ -10,6 +10,7 @@
 #include "batch.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define MAX_COMMITTERS	8
@@ -217,6 +218,8 @@ committer(void *arg)
 			tail = NULL;
 		pthread_mutex_unlock(&mu);
 		commit_batch(items, n);
+		metrics_inc(METRICS_BATCHES);
+		metrics_add(METRICS_BATCHED_TOKENS, n);
 		pthread_mutex_lock(&mu);
 		for (i = 0; i < n; i++)
 			items[i]->done = 1;

@@ -10,6 +10,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 
 struct db_result {
 	PGresult *res;
@@ -159,7 +160,9 @@ get_conn(void)
 	vals[4] = NULL;
 	/* expand_dbname=1: the first value may itself be a URL or conninfo. */
 	c->conn = PQconnectdbParams(keys, vals, 1);
+	metrics_inc(METRICS_DB_CONNECTS);
 	if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
+		metrics_inc(METRICS_DB_CONNECT_FAILURES);
 		/* The message can name host and user, never a password. */
 		log_fields(LOG_LEVEL_WARN, "database connection failed",
 		    json_pack("{s:s}", "error",
@@ -183,6 +186,7 @@ classify(struct db_conn *c, const PGresult *res)
 	const char *msg = res != NULL ?
 	    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 
+	metrics_inc(METRICS_DB_ERRORS);
 	if (PQstatus(c->conn) != CONNECTION_OK) {
 		drop_connection(c);
 		log_warn("database connection lost");

@@ -23,6 +23,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define MAX_RESP_HEADERS	12
@@ -504,6 +505,8 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (req == NULL)
 		return;
 	*con_cls = NULL;
+	metrics_request(req->route != NULL ? req->route->path : "unmatched",
+	    req->status, (double)(util_monotonic_ms() - req->start_ms) / 1000.0);
 	if (log_enabled(LOG_LEVEL_INFO)) {
 		f = req->logf != NULL ? req->logf : json_object();
 		req->logf = NULL;

@@ -12,6 +12,7 @@
 #include "jose.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "tokens.h"
 #include "util.h"
 #include "verify_internal.h"
@@ -138,6 +139,7 @@ deny(const struct token_request *req, const char *reason, const char *scope,
 	rc = audit_append("token.denied", actor, actor, NULL, d);
 	json_decref(d);
 	free(requested);
+	metrics_denied(reason);
 	if (rc != CS_OK)
 		return cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot record this request right now");
@@ -271,6 +273,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 			goto out;
 		}
 		out->expires_in = m->ttl;
+		metrics_inc(METRICS_TOKENS_ISSUED_READ);
 		goto out;
 	}
 	rc = db_exec(&insert_token, params, &res);
@@ -285,6 +288,8 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 		goto out;
 	}
 	out->expires_in = m->ttl;
+	metrics_inc(m->approval_id != NULL ? METRICS_TOKENS_ISSUED_STEPUP :
+	    METRICS_TOKENS_ISSUED_READ);
 	rc = CS_OK;
 out:
 	if (rc != CS_OK)
@@ -460,11 +465,14 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	}
 	*out = resp;
 	resp = NULL;
+	metrics_inc(METRICS_INTROSPECT_ACTIVE);
 	rc = CS_OK;
 	goto out;
 inactive:
-	if (rc == CS_OK)
+	if (rc == CS_OK) {
 		*out = json_pack("{s:b}", "active", 0);
+		metrics_inc(METRICS_INTROSPECT_INACTIVE);
+	}
 out:
 	json_decref(claims);
 	json_decref(resp);
