@@ -134,7 +134,6 @@ enum cs_err
 agents_add(const char *name, const char *owner, const char *actor,
     char *client_id, char *secret, struct cs_error *err)
 {
-	unsigned char hash[KEYS_HASH_LEN];
 	const char *params[4];
 	char *hash_param = NULL;
 	struct db_result *res = NULL;
@@ -148,15 +147,8 @@ agents_add(const char *name, const char *owner, const char *actor,
 	    !util_valid_utf8(owner, strlen(owner))))
 		return cs_error_set(err, CS_ERR_INVALID_REQUEST,
 		    "owner must be valid text of at most 256 bytes");
-	if (util_random_token(AGENTS_SECRET_BYTES, secret,
-	    AGENTS_SECRET_LEN + 1) != 0 ||
-	    keys_secret_hash(secret, strlen(secret), hash) != 0) {
+	if (keys_new_secret(secret, &hash_param) != 0) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "cannot make a secret");
-		goto out;
-	}
-	hash_param = db_bytea_param(hash, sizeof(hash));
-	if (hash_param == NULL) {
-		rc = cs_error_set(err, CS_ERR_INTERNAL, "out of memory");
 		goto out;
 	}
 	params[0] = name;
@@ -176,7 +168,6 @@ agents_add(const char *name, const char *owner, const char *actor,
 out:
 	if (rc != CS_OK)
 		util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
-	util_secure_zero(hash, sizeof(hash));
 	free(hash_param);
 	db_result_free(res);
 	return rc;

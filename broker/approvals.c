@@ -266,11 +266,11 @@ enum cs_err
 approvals_approver_add(const char *name, const char *email,
     const char *groups, const char *actor, char *key, struct cs_error *err)
 {
-	unsigned char hash[KEYS_HASH_LEN];
-	char *items[APPROVALS_GROUPS_MAX], *copy = NULL, *p, *arr = NULL;
+	char *items[APPROVALS_GROUPS_MAX], *copy = NULL, *arr = NULL;
 	char *hash_param = NULL;
 	const char *params[5];
-	size_t n = 0;
+	size_t n = 0, i = 0;
+	int bad;
 	enum cs_err rc;
 
 	if (!util_valid_name(name))
@@ -281,21 +281,14 @@ approvals_approver_add(const char *name, const char *email,
 	copy = strdup(groups != NULL ? groups : "");
 	if (copy == NULL)
 		return cs_error_set(err, CS_ERR_INTERNAL, "out of memory");
-	for (p = copy; *p != '\0';) {
-		char *comma = strchr(p, ',');
-
-		if (comma != NULL)
-			*comma = '\0';
-		if (!util_valid_name(p) || n == APPROVALS_GROUPS_MAX) {
-			rc = cs_error_set(err, CS_ERR_INVALID_REQUEST, "--groups is "
-			    "a comma-separated list of up to %d names",
-			    APPROVALS_GROUPS_MAX);
-			goto out;
-		}
-		items[n++] = p;
-		if (comma == NULL)
-			break;
-		p = comma + 1;
+	bad = util_split_list(copy, items, APPROVALS_GROUPS_MAX, &n) != 0;
+	for (i = 0; !bad && i < n; i++)
+		bad = !util_valid_name(items[i]);
+	if (bad) {
+		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST, "--groups is "
+		    "a comma-separated list of up to %d names",
+		    APPROVALS_GROUPS_MAX);
+		goto out;
 	}
 	if (n == 0) {
 		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
@@ -303,9 +296,7 @@ approvals_approver_add(const char *name, const char *email,
 		goto out;
 	}
 	arr = db_text_array((const char *const *)items, n);
-	if (arr == NULL || util_random_token(32, key, APPROVALS_KEY_LEN + 1) != 0 ||
-	    keys_secret_hash(key, strlen(key), hash) != 0 ||
-	    (hash_param = db_bytea_param(hash, sizeof(hash))) == NULL) {
+	if (arr == NULL || keys_new_secret(key, &hash_param) != 0) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
@@ -322,7 +313,6 @@ approvals_approver_add(const char *name, const char *email,
 out:
 	if (rc != CS_OK)
 		util_secure_zero(key, APPROVALS_KEY_LEN + 1);
-	util_secure_zero(hash, sizeof(hash));
 	free(hash_param);
 	free(arr);
 	free(copy);

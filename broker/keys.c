@@ -231,6 +231,25 @@ keys_secret_hash(const char *secret, size_t len,
 }
 
 int
+keys_new_secret(char secret[KEYS_SECRET_LEN + 1], char **hash_param)
+{
+	unsigned char hash[KEYS_HASH_LEN];
+	int rc = -1;
+
+	*hash_param = NULL;
+	if (util_random_token(32, secret, KEYS_SECRET_LEN + 1) != 0 ||
+	    keys_secret_hash(secret, KEYS_SECRET_LEN, hash) != 0)
+		goto out;
+	*hash_param = db_bytea_param(hash, sizeof(hash));
+	rc = *hash_param != NULL ? 0 : -1;
+out:
+	if (rc != 0)
+		util_secure_zero(secret, KEYS_SECRET_LEN + 1);
+	util_secure_zero(hash, sizeof(hash));
+	return rc;
+}
+
+int
 keys_secret_matches(const char *secret, const char *stored)
 {
 	static const unsigned char dummy[KEYS_HASH_LEN] = { 0 };

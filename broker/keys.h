@@ -41,6 +41,17 @@ void keys_shutdown(void);
 int keys_secret_hash(const char *secret, size_t len,
     unsigned char out[KEYS_HASH_LEN]);
 
+/* A generated credential: 32 random bytes, base64url. */
+#define KEYS_SECRET_LEN	43
+
+/*
+ * keys_new_secret(secret, hash_param): a new random credential in secret
+ * (KEYS_SECRET_LEN + 1 bytes), shown once to its owner, and in *hash_param
+ * the bytea parameter of its HMAC, which is all the database keeps (caller
+ * frees it). Returns 0, or -1 with secret wiped.
+ */
+int keys_new_secret(char secret[KEYS_SECRET_LEN + 1], char **hash_param);
+
 /*
  * keys_secret_matches(secret, stored): 1 if secret's HMAC equals stored
  * (the database's hex text of a 32-byte bytea), else 0. stored may be NULL

@@ -79,11 +79,11 @@ enum cs_err
 services_add(const char *name, const char *audiences, const char *actor,
     char *secret, struct cs_error *err)
 {
-	unsigned char hash[KEYS_HASH_LEN];
-	char *items[SERVICES_AUDIENCES_MAX], *copy = NULL, *p, *arr = NULL;
+	char *items[SERVICES_AUDIENCES_MAX], *copy = NULL, *arr = NULL;
 	char *hash_param = NULL;
 	const char *params[4];
-	size_t n = 0;
+	size_t n = 0, i = 0;
+	int bad;
 	enum cs_err rc;
 
 	if (!util_valid_name(name))
@@ -92,21 +92,14 @@ services_add(const char *name, const char *audiences, const char *actor,
 	copy = strdup(audiences != NULL ? audiences : "");
 	if (copy == NULL)
 		return cs_error_set(err, CS_ERR_INTERNAL, "out of memory");
-	for (p = copy; *p != '\0';) {
-		char *comma = strchr(p, ',');
-
-		if (comma != NULL)
-			*comma = '\0';
-		if (!valid_audience(p) || n == SERVICES_AUDIENCES_MAX) {
-			rc = cs_error_set(err, CS_ERR_INVALID_REQUEST, "--audience "
-			    "is a comma-separated list of up to %d audiences "
-			    "(printable ASCII, no spaces)", SERVICES_AUDIENCES_MAX);
-			goto out;
-		}
-		items[n++] = p;
-		if (comma == NULL)
-			break;
-		p = comma + 1;
+	bad = util_split_list(copy, items, SERVICES_AUDIENCES_MAX, &n) != 0;
+	for (i = 0; !bad && i < n; i++)
+		bad = !valid_audience(items[i]);
+	if (bad) {
+		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST, "--audience "
+		    "is a comma-separated list of up to %d audiences "
+		    "(printable ASCII, no spaces)", SERVICES_AUDIENCES_MAX);
+		goto out;
 	}
 	if (n == 0) {
 		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST,
@@ -114,10 +107,7 @@ services_add(const char *name, const char *audiences, const char *actor,
 		goto out;
 	}
 	arr = db_text_array((const char *const *)items, n);
-	if (arr == NULL || util_random_token(AGENTS_SECRET_BYTES, secret,
-	    AGENTS_SECRET_LEN + 1) != 0 ||
-	    keys_secret_hash(secret, strlen(secret), hash) != 0 ||
-	    (hash_param = db_bytea_param(hash, sizeof(hash))) == NULL) {
+	if (arr == NULL || keys_new_secret(secret, &hash_param) != 0) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
@@ -133,7 +123,6 @@ services_add(const char *name, const char *audiences, const char *actor,
 out:
 	if (rc != CS_OK)
 		util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
-	util_secure_zero(hash, sizeof(hash));
 	free(hash_param);
 	free(arr);
 	free(copy);

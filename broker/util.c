@@ -314,6 +314,29 @@ out:
 	return rc;
 }
 
+int
+util_split_list(char *text, char **items, size_t max, size_t *n)
+{
+	char *p = text;
+
+	*n = 0;
+	while (*p != '\0') {
+		char *comma = strchr(p, ',');
+
+		if (comma != NULL)
+			*comma = '\0';
+		if (*p == '\0' || *n == max)
+			return -1;
+		items[(*n)++] = p;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+		if (*p == '\0')
+			return -1;
+	}
+	return 0;
+}
+
 int64_t
 util_now(void)
 {

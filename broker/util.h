@@ -64,6 +64,13 @@ int util_valid_utf8(const char *s, size_t n);
  */
 int util_random_token(size_t nbytes, char *out, size_t cap);
 
+/*
+ * util_split_list(text, items, max, n): split text in place at commas into
+ * at most max items (pointers into text). Returns 0 and sets *n, or -1 if
+ * an item is empty or there are more than max.
+ */
+int util_split_list(char *text, char **items, size_t max, size_t *n);
+
 /* util_now(): wall-clock seconds since the epoch (token times). */
 int64_t util_now(void);
 

@@ -438,5 +438,20 @@ main(int argc, char **argv)
 	test_valid_name();
 	test_valid_utf8();
 	test_random_token();
+	{
+		char a[] = "x,y,z", b[] = "one", c[] = "a,,b", d[] = "a,", e[] = "",
+		    f[] = "1,2,3,4";
+		char *items[3];
+		size_t n = 0;
+
+		CHECK(util_split_list(a, items, 3, &n) == 0 && n == 3);
+		CHECK_STR(items[0], "x");
+		CHECK_STR(items[2], "z");
+		CHECK(util_split_list(b, items, 3, &n) == 0 && n == 1);
+		CHECK(util_split_list(c, items, 3, &n) == -1);
+		CHECK(util_split_list(d, items, 3, &n) == -1);
+		CHECK(util_split_list(e, items, 3, &n) == 0 && n == 0);
+		CHECK(util_split_list(f, items, 3, &n) == -1);
+	}
 	return check_summary(argv[0]);
 }
