@@ -39,6 +39,7 @@ struct args {
 	const char *scope, *ttl, *url, *state, *jwks, *issuer;
 	const char *from, *since, *until, *type, *agent, *jti, *checkpoint, *n;
 	int follow;
+	int end_of_options;
 	int owner_may_approve;
 };
 
@@ -100,7 +101,12 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 		const char *arg = argv[i];
 		const char **slot = NULL;
 
-		if (strncmp(arg, "--", 2) != 0) {
+		/* "--" ends the options: a jti may itself begin with "--". */
+		if (strcmp(arg, "--") == 0 && !a->end_of_options) {
+			a->end_of_options = 1;
+			continue;
+		}
+		if (a->end_of_options || strncmp(arg, "--", 2) != 0) {
 			if (a->npos == MAX_POS) {
 				fprintf(stderr, "countersign: too many arguments\n");
 				return -1;

@@ -62,6 +62,10 @@ test('mistakes exit non-zero and change nothing', () => {
     [['grant', 'revoke', '999999'], 1, /no live grant/],
     [['grant', 'revoke', 'abc'], 2, /usage/],
     [['agent', 'add', 'y', '--bogus'], 2, /unknown option/],
+    // After "--" a value that looks like an option is a positional (a jti
+    // may begin with "-" or "--").
+    [['token', 'revoke', '--', '--bogus'], 1, /no live token with jti --bogus/],
+    [['token', 'revoke', '--bogus'], 2, /unknown option/],
     [['frobnicate'], 2, /usage/],
   ];
   for (const [args, code, re] of cases) {

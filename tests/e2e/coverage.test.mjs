@@ -90,7 +90,7 @@ test('every state-changing path writes exactly its event', async () => {
       const r = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'cov:read', resource: AUD }, { auth: ctx.agent });
       secrets.push(r.json.access_token);
       ctx.jti = decodeJwt(r.json.access_token).payload.jti;
-      b.cliOk('token', 'revoke', ctx.jti);
+      b.cliOk('token', 'revoke', '--', ctx.jti);
     }, ['token.issued', 'token.revoked']],
     ['grant revoked', () => b.cliOk('grant', 'revoke', String(ctx.grant.id)), ['grant.revoked']],
     ['approver disabled', () => b.cliOk('approver', 'disable', 'cov-human'), ['approver.disabled']],

@@ -521,7 +521,7 @@ test('forum: a revoked token is refused (RFC 7009 revocation, then use)', async 
   // Read tokens too: the forum introspects every read.
   const rt = await readToken();
   assert.equal((await call('GET', '/threads/42', { token: rt })).status, 200);
-  b.cliOk('token', 'revoke', jtiOf(rt));
+  b.cliOk('token', 'revoke', '--', jtiOf(rt));
   assert.equal((await call('GET', '/threads/42', { token: rt })).status, 401);
 });
 

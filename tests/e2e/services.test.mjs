@@ -224,10 +224,10 @@ test('RFC 7009 revocation by the owning agent', async () => {
 test('countersign token revoke JTI', async () => {
   const token = await readToken();
   const { jti } = decodeJwt(token).payload;
-  const r = b.cliOk('token', 'revoke', jti);
+  const r = b.cliOk('token', 'revoke', '--', jti);
   assert.match(r.stdout, /revoked/);
   assert.deepEqual((await introspect(token)).json, { active: false });
-  const again = b.cli('token', 'revoke', jti);
+  const again = b.cli('token', 'revoke', '--', jti);
   assert.equal(again.code, 1);
   assert.equal(b.sql(`SELECT actor FROM audit_events WHERE type = 'token.revoked' AND jti = '${jti}'`)[0][0].startsWith('admin:'), true);
 });

@@ -294,7 +294,7 @@ function reportLines() {
 
 async function drive({ url = b.url, svc = forum, count, jtis = [], opts = [] }) {
   const bin = await buildDriver();
-  const { stdout } = await run(bin, [...opts, url, svc.id, String(count), ...jtis], {
+  const { stdout } = await run(bin, [...opts, '--', url, svc.id, String(count), ...jtis], {
     env: { ...process.env, CS_REPORT_SECRET: svc.secret }, timeout: 60000,
   });
   return JSON.parse(stdout);
