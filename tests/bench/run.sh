@@ -42,6 +42,9 @@ export COUNTERSIGN_RATE_TOKEN=0
 "$bin" scope add bench:read --kind read >/dev/null
 creds=$("$bin" agent add bench --json)
 "$bin" grant add bench bench:read --audience https://bench.example >/dev/null
+"$bin" scope add bench:write --kind write --approver-group bench-approvers >/dev/null
+"$bin" grant add bench bench:write --audience https://bench.example >/dev/null
+approver_key=$("$bin" approver add bench-approver --groups bench-approvers --json | jq -r .api_key)
 svc=$("$bin" service add bench-svc --audience https://bench.example --json)
 id=$(jq -r .client_id <<<"$creds"); secret=$(jq -r .client_secret <<<"$creds")
 sid=$(jq -r .client_id <<<"$svc"); ssecret=$(jq -r .client_secret <<<"$svc")
@@ -123,7 +126,25 @@ BENCH_TOKEN=$(curl -fsS -u "$id:$secret" -d grant_type=client_credentials \
 export BENCH_TOKEN
 echo "== introspection with use recording"
 run_wrk "introspection" 16 introspect.lua "$svc_basic" /oauth2/introspect
+echo "== step-up round trip: bc-authorize, approve, collect (one client, sequential)"
+BENCH_URL=http://127.0.0.1:$port BENCH_AGENT_ID=$id BENCH_AGENT_SECRET=$secret \
+BENCH_APPROVER_KEY=$approver_key BENCH_SCOPE=bench:write \
+BENCH_RESOURCE=https://bench.example python3 "$root/tests/bench/stepup.py" 50
 stop_broker
+echo "== a slower disk: issuance with PostgreSQL's commit_delay at 0 and 2 ms"
+# commit_delay makes every WAL flush wait (commit_siblings = 0: always),
+# as a slower disk would; group commit should absorb it at higher load.
+for delay in 2000 0; do
+	psqlq "ALTER SYSTEM SET commit_delay = $delay" >/dev/null
+	psqlq "ALTER SYSTEM SET commit_siblings = 0" >/dev/null
+	psqlq "SELECT pg_reload_conf()" >/dev/null
+	start_broker 1
+	for c in 16 64; do run_wrk "issuance, commit_delay ${delay} us" "$c" token.lua "$agent_basic"; done
+	stop_broker
+done
+psqlq "ALTER SYSTEM RESET commit_delay" >/dev/null
+psqlq "ALTER SYSTEM RESET commit_siblings" >/dev/null
+psqlq "SELECT pg_reload_conf()" >/dev/null
 echo "== the audit sealer's cost: issuance at 16 connections, sealer on and off, alternating"
 for round in 1 2; do
 	for seal in 1 0; do
