@@ -1474,6 +1474,7 @@ static void *
 sweep_loop(void *arg)
 {
 	(void)arg;
+	db_thread_dedicated();
 	pthread_mutex_lock(&sweeper_mu);
 	while (!sweeper_stop) {
 		struct timespec ts;

@@ -658,6 +658,7 @@ seal_loop(void *arg)
 	int64_t partitions_due = 0;
 
 	(void)arg;
+	db_thread_dedicated();
 	pthread_mutex_lock(&sealer_mu);
 	while (!sealer_stop) {
 		struct timespec ts;

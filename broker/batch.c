@@ -186,6 +186,7 @@ committer(void *arg)
 	struct item *items[BATCH_MAX];
 
 	(void)arg;
+	db_thread_dedicated();
 	pthread_mutex_lock(&mu);
 	for (;;) {
 		int n = 0, i;

@@ -38,6 +38,7 @@ static const struct setting settings[] = {
 	S("max_connections", T_INT, max_connections, 1, 100000),
 	S("max_connections_per_ip", T_INT, max_connections_per_ip, 0, 100000),
 	S("db_connect_timeout", T_INT, db_connect_timeout, 1, 60),
+	S("db_pool", T_INT, db_pool, 1, 1024),
 	S("db_statement_timeout", T_INT, db_statement_timeout, 1, 600000),
 	S("key_refresh", T_DURATION, key_refresh, 1, 86400),
 	S("key_retire_margin", T_INT, key_retire_margin, 0, 86400),
@@ -73,6 +74,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->max_connections = 1024;
 	cfg->max_connections_per_ip = 0;
 	cfg->db_connect_timeout = 3;
+	cfg->db_pool = 16;
 	cfg->db_statement_timeout = 5000;
 	cfg->key_refresh = 30;
 	cfg->key_retire_margin = 60;

@@ -35,6 +35,7 @@ struct broker_config {
 	int max_connections;
 	int max_connections_per_ip;
 	int db_connect_timeout;		/* seconds */
+	int db_pool;			/* connections shared by the HTTP workers */
 	int db_statement_timeout;	/* milliseconds */
 	int key_refresh;		/* seconds between signing-key reloads */
 	int key_retire_margin;		/* seconds a previous key outlives max_ttl */

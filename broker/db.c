@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -29,6 +30,21 @@ static int connect_timeout = 3;
 static int statement_timeout_ms = 5000;
 static pthread_key_t conn_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+/*
+ * The pool shared by the HTTP workers (db_pool_start). A worker holds a
+ * connection for one statement, or from db_begin to db_commit/db_rollback,
+ * so many workers (most of them waiting on a group commit, not on the
+ * database) need only a few connections.
+ */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static struct db_conn *pool_free[DB_POOL_MAX];
+static int pool_nfree;
+static int pool_size;		/* 0: every thread has its own connection */
+static int pool_open;		/* connections the pool has handed out or holds */
+static _Thread_local int thread_dedicated;
+static _Thread_local struct db_conn *thread_pinned;	/* in a transaction */
 
 static void
 conn_destroy(void *p)
@@ -121,28 +137,19 @@ conn_alive(struct db_conn *c)
  * stuck server or lock can never hold a worker longer than the statement
  * timeout.
  */
-static struct db_conn *
-get_conn(void)
+static int
+connect_conn(struct db_conn *c)
 {
-	struct db_conn *c;
 	char ct[16], opts[160];
 	const char *keys[] = { "dbname", "connect_timeout", "options",
 	    "application_name", NULL };
 	const char *vals[5];
 
-	pthread_once(&key_once, make_key);
-	c = pthread_getspecific(conn_key);
-	if (c == NULL) {
-		c = calloc(1, sizeof(*c));
-		if (c == NULL)
-			return NULL;
-		pthread_setspecific(conn_key, c);
-	}
 	if (conn_alive(c))
-		return c;
+		return 0;
 	drop_connection(c);
 	if (conninfo == NULL)
-		return NULL;
+		return -1;
 	snprintf(ct, sizeof(ct), "%d", connect_timeout);
 	/*
 	 * idle_in_transaction_session_timeout bounds how long any of our
@@ -168,10 +175,151 @@ get_conn(void)
 		    json_pack("{s:s}", "error",
 		    c->conn != NULL ? PQerrorMessage(c->conn) : "out of memory"));
 		drop_connection(c);
-		return c;
+		return -1;
 	}
 	PQsetNoticeProcessor(c->conn, on_notice, c);
+	return 0;
+}
+
+static int
+pooled(void)
+{
+	return pool_size > 0 && !thread_dedicated;
+}
+
+/*
+ * A connection from the pool, waiting up to the connect timeout for one
+ * to come back when all are in use (NULL then: the caller fails closed).
+ */
+static struct db_conn *
+pool_acquire(void)
+{
+	struct db_conn *c = NULL;
+	struct timespec deadline, t0, t1;
+	int waited = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* pool_cv waits on the default clock, CLOCK_REALTIME. */
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += connect_timeout > 0 ? connect_timeout : 1;
+	pthread_mutex_lock(&pool_mu);
+	while (pool_nfree == 0 && pool_open >= pool_size) {
+		waited = 1;
+		if (pthread_cond_timedwait(&pool_cv, &pool_mu, &deadline) != 0 &&
+		    pool_nfree == 0 && pool_open >= pool_size)
+			break;
+	}
+	if (pool_nfree > 0)
+		c = pool_free[--pool_nfree];
+	else if (pool_open < pool_size && (c = calloc(1, sizeof(*c))) != NULL)
+		pool_open++;
+	pthread_mutex_unlock(&pool_mu);
+	if (waited) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		metrics_pool_wait((double)(t1.tv_sec - t0.tv_sec) +
+		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, c != NULL);
+	}
 	return c;
+}
+
+/*
+ * Give c back. A connection still inside a transaction (a caller that
+ * neither committed nor rolled back) is closed rather than handed to the
+ * next request with half a transaction on it.
+ */
+static void
+pool_release(struct db_conn *c)
+{
+	if (c->conn != NULL &&
+	    PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
+		log_warn("database connection returned inside a transaction; "
+		    "closing it");
+		drop_connection(c);
+	}
+	pthread_mutex_lock(&pool_mu);
+	pool_free[pool_nfree++] = c;
+	pthread_cond_signal(&pool_cv);
+	pthread_mutex_unlock(&pool_mu);
+}
+
+/*
+ * The connection for the next statement: the transaction's if one is open,
+ * else one from the pool (pooled threads) or this thread's own. Returns
+ * NULL when none can be had; a connection whose connect failed comes back
+ * with conn == NULL. Pair every call with put_conn.
+ */
+static struct db_conn *
+get_conn(void)
+{
+	struct db_conn *c;
+
+	if (thread_pinned != NULL)
+		return thread_pinned;
+	if (pooled()) {
+		c = pool_acquire();
+		if (c != NULL)
+			(void)connect_conn(c);
+		return c;
+	}
+	pthread_once(&key_once, make_key);
+	c = pthread_getspecific(conn_key);
+	if (c == NULL) {
+		c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			return NULL;
+		pthread_setspecific(conn_key, c);
+	}
+	(void)connect_conn(c);
+	return c;
+}
+
+/* The end of one statement: return a pooled connection unless pinned. */
+static void
+put_conn(struct db_conn *c)
+{
+	if (c != NULL && c != thread_pinned && pooled())
+		pool_release(c);
+}
+
+int
+db_pool_start(int size)
+{
+	if (size < 1 || size > DB_POOL_MAX)
+		return -1;
+	pthread_mutex_lock(&pool_mu);
+	pool_size = size;
+	pthread_mutex_unlock(&pool_mu);
+	return 0;
+}
+
+void
+db_pool_stop(void)
+{
+	pthread_mutex_lock(&pool_mu);
+	while (pool_nfree > 0) {
+		struct db_conn *c = pool_free[--pool_nfree];
+
+		conn_destroy(c);
+		pool_open--;
+	}
+	pool_size = 0;
+	pthread_mutex_unlock(&pool_mu);
+}
+
+void
+db_thread_dedicated(void)
+{
+	thread_dedicated = 1;
+}
+
+static void
+unpin(void)
+{
+	struct db_conn *c = thread_pinned;
+
+	thread_pinned = NULL;
+	if (c != NULL && pooled())
+		pool_release(c);
 }
 
 /*
@@ -236,18 +384,20 @@ db_exec(const struct db_stmt *st, const char *const *params,
 	if (out != NULL)
 		*out = NULL;
 	c = get_conn();
-	if (c == NULL || c->conn == NULL)
-		return CS_ERR_UNAVAILABLE;
+	if (c == NULL || c->conn == NULL) {
+		rc = CS_ERR_UNAVAILABLE;
+		goto out;
+	}
 	if (!is_prepared(c, st)) {
 		if (c->nprepared == DB_MAX_STMTS) {
 			log_error("too many prepared statements");
-			return CS_ERR_INTERNAL;
+			rc = CS_ERR_INTERNAL;
+			goto out;
 		}
 		res = PQprepare(c->conn, st->name, st->sql, st->nparams, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			rc = classify(c, res);
-			PQclear(res);
-			return rc;
+			goto out;
 		}
 		PQclear(res);
 		c->prepared[c->nprepared++] = st;
@@ -257,20 +407,22 @@ db_exec(const struct db_stmt *st, const char *const *params,
 	s = PQresultStatus(res);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
 		rc = classify(c, res);
-		PQclear(res);
-		return rc;
+		goto out;
 	}
-	if (out == NULL) {
-		PQclear(res);
-		return CS_OK;
-	}
+	rc = CS_OK;
+	if (out == NULL)
+		goto out;
 	*out = malloc(sizeof(**out));
 	if (*out == NULL) {
-		PQclear(res);
-		return CS_ERR_INTERNAL;
+		rc = CS_ERR_INTERNAL;
+		goto out;
 	}
 	(*out)->res = res;
-	return CS_OK;
+	res = NULL;
+out:
+	PQclear(res);
+	put_conn(c);
+	return rc;
 }
 
 enum cs_err
@@ -286,6 +438,7 @@ db_exec_script(const char *sql, char *errbuf, size_t errlen)
 	c = get_conn();
 	if (c == NULL || c->conn == NULL) {
 		snprintf(errbuf, errlen, "database unreachable");
+		put_conn(c);
 		return CS_ERR_UNAVAILABLE;
 	}
 	res = PQexec(c->conn, sql);
@@ -298,6 +451,7 @@ db_exec_script(const char *sql, char *errbuf, size_t errlen)
 		rc = classify(c, res);
 	}
 	PQclear(res);
+	put_conn(c);
 	return rc;
 }
 
@@ -309,22 +463,42 @@ simple(const char *sql)
 	return db_exec_script(sql, err, sizeof(err));
 }
 
+/*
+ * A transaction keeps one connection: a pooled thread pins the connection
+ * it got for BEGIN until COMMIT or ROLLBACK gives it back.
+ */
 enum cs_err
 db_begin(void)
 {
-	return simple("BEGIN");
+	enum cs_err rc;
+
+	if (thread_pinned == NULL && pooled()) {
+		struct db_conn *c = get_conn();
+
+		if (c == NULL)
+			return CS_ERR_UNAVAILABLE;
+		thread_pinned = c;
+	}
+	rc = simple("BEGIN");
+	if (rc != CS_OK)
+		unpin();
+	return rc;
 }
 
 enum cs_err
 db_commit(void)
 {
-	return simple("COMMIT");
+	enum cs_err rc = simple("COMMIT");
+
+	unpin();
+	return rc;
 }
 
 void
 db_rollback(void)
 {
 	(void)simple("ROLLBACK");
+	unpin();
 }
 
 enum cs_err

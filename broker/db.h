@@ -1,8 +1,11 @@
 /*
  * db.h: PostgreSQL access. db.c is the only file that includes libpq.
  *
- * Each thread owns one connection, opened lazily on its first query and
- * closed when the thread exits. Statements are described by a static struct
+ * The broker's HTTP workers share a pool of connections (db_pool_start):
+ * a worker holds one for a single statement, or from db_begin to
+ * db_commit/db_rollback. Every other thread (the CLI, the committers, the
+ * sealer, the sweeper) owns one connection, opened lazily on its first
+ * query and closed when the thread exits. Statements are described by a static struct
  * db_stmt in the module that owns the SQL and are prepared on a connection
  * the first time they run on it, so every query is parameterised and
  * planned once. When the server goes away the connection is dropped and the
@@ -19,6 +22,7 @@
 #include "countersign.h"
 
 #define DB_MAX_STMTS	128
+#define DB_POOL_MAX	1024
 
 struct db_stmt {
 	const char *name;	/* unique, used as the prepared statement name */
@@ -36,6 +40,25 @@ int db_init(const char *conninfo, int connect_timeout, int statement_timeout_ms)
 
 /* db_shutdown(): close this thread's connection. */
 void db_shutdown(void);
+
+/*
+ * db_pool_start(size): from now on, threads that did not call
+ * db_thread_dedicated share at most size connections (1..DB_POOL_MAX); a
+ * statement that finds them all busy waits up to the connect timeout and
+ * then fails with CS_ERR_UNAVAILABLE. Returns 0 or -1.
+ */
+int db_pool_start(int size);
+
+/* db_pool_stop(): close the pool's idle connections; threads go back to
+ * owning one each. Call after the workers have stopped. */
+void db_pool_stop(void);
+
+/*
+ * db_thread_dedicated(): the calling thread keeps a connection of its own,
+ * outside the pool (long-running background threads, so that a busy pool
+ * can never starve the group commit or the sealer).
+ */
+void db_thread_dedicated(void);
 
 /*
  * db_exec(st, params, res): run st with st->nparams text parameters (a NULL

@@ -81,6 +81,10 @@ serve(const struct broker_config *cfg)
 		log_error("cannot start background threads");
 		goto out;
 	}
+	if (db_pool_start(cfg->db_pool) != 0) {
+		log_error("cannot start the database pool");
+		goto out;
+	}
 	if (http_start(cfg, api_routes) != 0)
 		goto out;
 	log_fields(LOG_LEVEL_INFO, "countersign listening", json_pack(
@@ -100,6 +104,7 @@ serve(const struct broker_config *cfg)
 	http_stop();
 	rc = 0;
 out:
+	db_pool_stop();
 	batch_stop();
 	audit_stop_sealer();
 	agents_cache_free();

@@ -34,6 +34,8 @@ static const char *const counter_names[METRICS__COUNT][2] = {
 	{ "countersign_db_errors_total", "Database statements that failed." },
 	{ "countersign_db_connects_total", "Database connections opened." },
 	{ "countersign_db_connect_failures_total", "Database connection attempts that failed." },
+	{ "countersign_db_pool_waits_total", "Statements that found every pooled database connection busy and waited." },
+	{ "countersign_db_pool_timeouts_total", "Statements that gave up waiting for a pooled database connection (answered 503)." },
 	{ "countersign_rate_limited_total", "Requests refused with 429." },
 	{ "countersign_group_commit_batches_total", "Group-commit batches committed or failed." },
 	{ "countersign_group_commit_tokens_total", "Tokens that went through group commit." },
@@ -59,6 +61,7 @@ static struct route_stats routes[MAX_ROUTES];
 static atomic_int nroutes;
 static atomic_long decisions[NBUCKETS + 1];
 static atomic_long decision_sum_ms;
+static atomic_long pool_wait_us;
 
 void
 metrics_inc(enum metrics_counter c)
@@ -139,6 +142,15 @@ metrics_decision(double seconds)
 		;
 	atomic_fetch_add(&decisions[i], 1);
 	atomic_fetch_add(&decision_sum_ms, (long)(seconds * 1e3));
+}
+
+void
+metrics_pool_wait(double seconds, int ok)
+{
+	atomic_fetch_add(&counters[METRICS_DB_POOL_WAITS], 1);
+	if (!ok)
+		atomic_fetch_add(&counters[METRICS_DB_POOL_TIMEOUTS], 1);
+	atomic_fetch_add(&pool_wait_us, (long)(seconds * 1e6));
 }
 
 /* A growing string; NULL after an allocation failure. */
@@ -280,5 +292,10 @@ metrics_render(long pending, int up)
 		    "countersign_approval_decision_seconds_count %ld\n",
 		    atomic_load(&decision_sum_ms) / 1e3, cum);
 	}
+	put(&o, "# HELP countersign_db_pool_wait_seconds_total Time statements "
+	    "spent waiting for a pooled database connection.\n# TYPE "
+	    "countersign_db_pool_wait_seconds_total counter\n"
+	    "countersign_db_pool_wait_seconds_total %.6f\n",
+	    atomic_load(&pool_wait_us) / 1e6);
 	return o.buf;
 }

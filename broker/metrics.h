@@ -19,6 +19,8 @@ enum metrics_counter {
 	METRICS_DB_ERRORS,
 	METRICS_DB_CONNECTS,
 	METRICS_DB_CONNECT_FAILURES,
+	METRICS_DB_POOL_WAITS,
+	METRICS_DB_POOL_TIMEOUTS,
 	METRICS_RATE_LIMITED,
 	METRICS_BATCHES,
 	METRICS_BATCHED_TOKENS,
@@ -43,6 +45,12 @@ void metrics_denied(const char *reason);
  * observe its duration.
  */
 void metrics_request(const char *route, unsigned status, double seconds);
+
+/*
+ * metrics_pool_wait(seconds, ok): a statement waited that long for a pooled
+ * database connection; ok is 0 if it gave up.
+ */
+void metrics_pool_wait(double seconds, int ok);
 
 /* metrics_decision(seconds): observe how long a request waited for a human. */
 void metrics_decision(double seconds);
