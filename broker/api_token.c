@@ -9,6 +9,7 @@
 #include "api.h"
 #include "approvals.h"
 #include "audit.h"
+#include "exchange.h"
 #include "form.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -20,7 +21,8 @@
 static const char *const single_params[] = {
 	"grant_type", "scope", "requested_ttl", "client_id", "client_secret",
 	"auth_req_id", "binding_message", "requested_expiry",
-	"authorization_details", NULL
+	"authorization_details", "subject_token", "subject_token_type",
+	"requested_token_type", "actor_token", "actor_token_type", "actor", NULL
 };
 
 #define CIBA_GRANT	"urn:openid:params:grant-type:ciba"
@@ -189,6 +191,40 @@ ciba(struct http_req *req, const struct form *f, const struct client *client)
 	tokens_issued_clear(&tok);
 }
 
+/* RFC 8693 token exchange (exchange.h has the rules). */
+static void
+token_exchange(struct http_req *req, const struct form *f,
+    const struct client *client)
+{
+	struct exchange_request x;
+	struct token_issued tok = { 0 };
+	struct cs_error err;
+	json_t *j;
+
+	memset(&x, 0, sizeof(x));
+	x.client = client;
+	x.subject_token = form_get(f, "subject_token", NULL);
+	x.subject_token_type = form_get(f, "subject_token_type", NULL);
+	x.requested_token_type = form_get(f, "requested_token_type", NULL);
+	x.actor_token = form_get(f, "actor_token", NULL);
+	x.scope = form_get(f, "scope", NULL);
+	x.resource = form_get(f, "resource", &x.n_resource);
+	x.audience = form_get(f, "audience", &x.n_audience);
+	x.actor = form_get(f, "actor", NULL);
+	x.requested_ttl = form_get(f, "requested_ttl", NULL);
+	if (exchange_token(api_config(), &x, &tok, &err) != CS_OK) {
+		http_reply_error(req, &err);
+		return;
+	}
+	http_log_field(req, "jti", tok.jti);
+	j = json_pack("{s:s, s:s, s:s, s:I, s:s}", "access_token",
+	    tok.access_token, "issued_token_type", EXCHANGE_TYPE_AT,
+	    "token_type", "Bearer", "expires_in", (json_int_t)tok.expires_in,
+	    "scope", tok.scope);
+	http_reply_json(req, 200, j);
+	tokens_issued_clear(&tok);
+}
+
 /*
  * Parse the body shared by every client-authenticated POST endpoint.
  * Answers the request itself and returns NULL when the body is unusable.
@@ -330,9 +366,12 @@ api_token(struct http_req *req)
 		client_credentials(req, f, &client);
 	else if (strcmp(gt, CIBA_GRANT) == 0)
 		ciba(req, f, &client);
+	else if (strcmp(gt, EXCHANGE_GRANT) == 0)
+		token_exchange(req, f, &client);
 	else
 		http_reply_errorf(req, CS_ERR_UNSUPPORTED_GRANT_TYPE,
-		    "grant_type must be client_credentials or " CIBA_GRANT);
+		    "grant_type must be client_credentials, " CIBA_GRANT
+		    " or " EXCHANGE_GRANT);
 out:
 	form_free(f);
 }
