@@ -17,9 +17,12 @@ CREATE INDEX tokens_agent_audience ON tokens (agent_id, audience);
 -- introspection) refuses it without change; suspended_at and
 -- suspended_by tell a suspension by a tripwire apart from an operator's
 -- kill switch, and only a suspension can be lifted by "agent resume".
+-- resumed_at bounds the counting windows: what an agent did before an
+-- operator resumed it does not trip the same rule again.
 ALTER TABLE agents
     ADD COLUMN suspended_at timestamptz,
     ADD COLUMN suspended_by bigint,
+    ADD COLUMN resumed_at timestamptz,
     ADD CONSTRAINT agents_suspended_is_disabled
         CHECK (suspended_at IS NULL OR disabled_at IS NOT NULL);
 
