@@ -208,7 +208,12 @@ refresh(void)
 		return;
 	}
 	if (db_exec(&load_rules, NULL, &res) != CS_OK) {
-		/* Keep the old copy; try again on the next request. */
+		/*
+		 * Keep the old copy and try again after the same interval, so
+		 * a database outage costs one failed query per second, not one
+		 * per request.
+		 */
+		loaded_ms = now;
 		db_result_free(res);
 		pthread_mutex_unlock(&mu);
 		log_warn("tripwire rules could not be loaded");
