@@ -25,10 +25,16 @@ static const struct db_stmt insert_agent = {
 	4
 };
 
+/*
+ * Disabling a suspended agent turns the tripwire's suspension into the
+ * operator's kill switch, which "agent resume" does not lift.
+ */
 static const struct db_stmt disable_agent = {
 	"agents_disable",
-	"WITH a AS (UPDATE agents SET disabled_at = now() "
-	"WHERE name = $1 AND disabled_at IS NULL RETURNING id, name) "
+	"WITH a AS (UPDATE agents SET disabled_at = coalesce(disabled_at, now()), "
+	"suspended_at = NULL, suspended_by = NULL WHERE name = $1 "
+	"AND (disabled_at IS NULL OR suspended_at IS NOT NULL) "
+	"RETURNING id, name) "
 	"INSERT INTO audit_events (type, actor, subject, details) "
 	"SELECT 'agent.disabled', $2, 'agent:' || a.name, "
 	"jsonb_build_object('agent_id', a.id) FROM a RETURNING seq",
@@ -45,7 +51,8 @@ static const struct db_stmt list_agents = {
 	"agents_list",
 	"SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, "
 	"'client_id', client_id, 'owner', owner, 'created_at', created_at, "
-	"'disabled', disabled_at IS NOT NULL) ORDER BY name), '[]'::jsonb)::text "
+	"'disabled', disabled_at IS NOT NULL, "
+	"'suspended', suspended_at IS NOT NULL) ORDER BY name), '[]'::jsonb)::text "
 	"FROM agents",
 	0
 };

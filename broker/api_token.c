@@ -9,18 +9,23 @@
 #include "api.h"
 #include "approvals.h"
 #include "audit.h"
+#include "exchange.h"
 #include "form.h"
+#include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "scoperate.h"
 #include "scopes.h"
 #include "tokens.h"
+#include "tripwire.h"
 #include "util.h"
 
 /* Parameters that OAuth forbids repeating and we read. */
 static const char *const single_params[] = {
 	"grant_type", "scope", "requested_ttl", "client_id", "client_secret",
 	"auth_req_id", "binding_message", "requested_expiry",
-	"authorization_details", NULL
+	"authorization_details", "subject_token", "subject_token_type",
+	"requested_token_type", "actor_token", "actor_token_type", "actor", NULL
 };
 
 #define CIBA_GRANT	"urn:openid:params:grant-type:ciba"
@@ -30,10 +35,17 @@ static struct ratelimit *rl_token, *rl_bc, *rl_fail;
 int
 api_limits_init(const struct broker_config *cfg)
 {
+	char errbuf[256];
+
 	rl_token = ratelimit_new(cfg->rate_token);
 	rl_bc = ratelimit_new(cfg->rate_bc_authorize);
 	rl_fail = ratelimit_new(cfg->rate_auth_failures);
-	return rl_token != NULL && rl_bc != NULL && rl_fail != NULL ? 0 : -1;
+	if (scoperate_init(cfg->rate_scopes, errbuf, sizeof(errbuf)) != 0) {
+		log_error("%s", errbuf);
+		return -1;
+	}
+	return rl_token != NULL && rl_bc != NULL && rl_fail != NULL &&
+	    tripwire_init() == 0 ? 0 : -1;
 }
 
 void
@@ -43,6 +55,8 @@ api_limits_shutdown(void)
 	ratelimit_free(rl_bc);
 	ratelimit_free(rl_fail);
 	rl_token = rl_bc = rl_fail = NULL;
+	scoperate_shutdown();
+	tripwire_shutdown();
 }
 
 /* Answer 429 with Retry-After, and record it. */
@@ -146,6 +160,62 @@ admit(struct http_req *req, struct ratelimit *rl, const char *what,
 	return -1;
 }
 
+/* Take one request from the agent's budget of each limited scope named. */
+static int
+admit_scopes(struct http_req *req, const struct form *f,
+    const struct client *client)
+{
+	char what[CS_SCOPE_MAX + 16];
+	const char *which;
+	int retry = 0;
+
+	if (scoperate_take(client->name, form_get(f, "scope", NULL), &retry,
+	    &which))
+		return 0;
+	snprintf(what, sizeof(what), "scope %s", which);
+	reply_limited(req, client->name, what, retry);
+	return -1;
+}
+
+/*
+ * A tripwire has just suspended the client: forget its cached
+ * authentication and answer as authentication now would (invalid_client).
+ */
+static void
+reply_suspended(struct http_req *req, const struct client *client)
+{
+	struct cs_error err;
+
+	if (agents_recheck(client, &err) == CS_OK)
+		cs_error_set(&err, CS_ERR_INVALID_CLIENT, "client suspended");
+	if (err.code == CS_ERR_INVALID_CLIENT)
+		http_add_header(req, "WWW-Authenticate",
+		    "Basic realm=\"countersign\"");
+	http_reply_error(req, &err);
+}
+
+/*
+ * After a refusal: count it for the denials tripwire. The refusal itself
+ * is the answer either way; a suspension shows on the next request.
+ */
+static void
+note_refusal(const struct client *client, const struct cs_error *err)
+{
+	switch (err->code) {
+	case CS_ERR_INVALID_REQUEST:
+	case CS_ERR_INVALID_GRANT:
+	case CS_ERR_UNAUTHORIZED_CLIENT:
+	case CS_ERR_INVALID_SCOPE:
+	case CS_ERR_INVALID_TARGET:
+	case CS_ERR_ACCESS_DENIED:
+	case CS_ERR_REQUEST_DENIED:
+		(void)tripwire_after_denial(client);
+		break;
+	default:
+		break;
+	}
+}
+
 /* Reply with a fresh token (RFC 6749 §5.1). */
 static void
 reply_token(struct http_req *req, const struct token_issued *tok)
@@ -186,6 +256,41 @@ ciba(struct http_req *req, const struct form *f, const struct client *client)
 		return;
 	}
 	reply_token(req, &tok);
+	tokens_issued_clear(&tok);
+}
+
+/* RFC 8693 token exchange (exchange.h has the rules). */
+static void
+token_exchange(struct http_req *req, const struct form *f,
+    const struct client *client)
+{
+	struct exchange_request x;
+	struct token_issued tok = { 0 };
+	struct cs_error err;
+	json_t *j;
+
+	memset(&x, 0, sizeof(x));
+	x.client = client;
+	x.subject_token = form_get(f, "subject_token", NULL);
+	x.subject_token_type = form_get(f, "subject_token_type", NULL);
+	x.requested_token_type = form_get(f, "requested_token_type", NULL);
+	x.actor_token = form_get(f, "actor_token", NULL);
+	x.scope = form_get(f, "scope", NULL);
+	x.resource = form_get(f, "resource", &x.n_resource);
+	x.audience = form_get(f, "audience", &x.n_audience);
+	x.actor = form_get(f, "actor", NULL);
+	x.requested_ttl = form_get(f, "requested_ttl", NULL);
+	if (exchange_token(api_config(), &x, &tok, &err) != CS_OK) {
+		http_reply_error(req, &err);
+		note_refusal(client, &err);
+		return;
+	}
+	http_log_field(req, "jti", tok.jti);
+	j = json_pack("{s:s, s:s, s:s, s:I, s:s}", "access_token",
+	    tok.access_token, "issued_token_type", EXCHANGE_TYPE_AT,
+	    "token_type", "Bearer", "expires_in", (json_int_t)tok.expires_in,
+	    "scope", tok.scope);
+	http_reply_json(req, 200, j);
 	tokens_issued_clear(&tok);
 }
 
@@ -297,8 +402,13 @@ client_credentials(struct http_req *req, const struct form *f,
 	treq.scopes = &scopes;
 	treq.audience = resource;
 	treq.requested_ttl = ttl;
+	if (tripwire_check_audience(client, resource)) {
+		reply_suspended(req, client);
+		goto out;
+	}
 	if (tokens_issue_read(cfg, &treq, &tok, &err) != CS_OK) {
 		http_reply_error(req, &err);
+		note_refusal(client, &err);
 		goto out;
 	}
 	reply_token(req, &tok);
@@ -324,15 +434,19 @@ api_token(struct http_req *req)
 		goto out;
 	}
 	if (api_authenticate_agent(req, f, "token", &client) != 0 ||
-	    admit(req, rl_token, "token", &client) != 0)
+	    admit(req, rl_token, "token", &client) != 0 ||
+	    admit_scopes(req, f, &client) != 0)
 		goto out;
 	if (strcmp(gt, "client_credentials") == 0)
 		client_credentials(req, f, &client);
 	else if (strcmp(gt, CIBA_GRANT) == 0)
 		ciba(req, f, &client);
+	else if (strcmp(gt, EXCHANGE_GRANT) == 0)
+		token_exchange(req, f, &client);
 	else
 		http_reply_errorf(req, CS_ERR_UNSUPPORTED_GRANT_TYPE,
-		    "grant_type must be client_credentials or " CIBA_GRANT);
+		    "grant_type must be client_credentials, " CIBA_GRANT
+		    " or " EXCHANGE_GRANT);
 out:
 	form_free(f);
 }
@@ -357,7 +471,8 @@ api_bc_authorize(struct http_req *req)
 	if (f == NULL)
 		return;
 	if (api_authenticate_agent(req, f, "bc-authorize", &client) != 0 ||
-	    admit(req, rl_bc, "bc-authorize", &client) != 0)
+	    admit(req, rl_bc, "bc-authorize", &client) != 0 ||
+	    admit_scopes(req, f, &client) != 0)
 		goto out;
 	scope = form_get(f, "scope", NULL);
 	if (scope == NULL) {
@@ -404,9 +519,15 @@ api_bc_authorize(struct http_req *req)
 	ask.requested_expiry = expiry;
 	ask.binding_message = msg;
 	ask.authorization_details = form_get(f, "authorization_details", NULL);
+	if (tripwire_check_audience(&client, resource) ||
+	    tripwire_before_write_request(&client)) {
+		reply_suspended(req, &client);
+		goto out;
+	}
 	if (approvals_request(api_config(), &ask, id, &expires_in, &interval,
 	    &err) != CS_OK) {
 		http_reply_error(req, &err);
+		note_refusal(&client, &err);
 		goto out;
 	}
 	http_log_field(req, "auth_req_id", id);

@@ -74,8 +74,9 @@ api_init(const struct broker_config *cfg)
 	    json_pack("[s]", "poll"));
 	json_object_set_new(m, "backchannel_user_code_parameter_supported",
 	    json_false());
-	json_object_set_new(m, "grant_types_supported", json_pack("[s, s]",
-	    "client_credentials", "urn:openid:params:grant-type:ciba"));
+	json_object_set_new(m, "grant_types_supported", json_pack("[s, s, s]",
+	    "client_credentials", "urn:openid:params:grant-type:ciba",
+	    "urn:ietf:params:oauth:grant-type:token-exchange"));
 	/* No authorization endpoint, so no response types. */
 	json_object_set_new(m, "response_types_supported", json_array());
 	json_object_set(m, "token_endpoint_auth_methods_supported", auth);

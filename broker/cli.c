@@ -24,6 +24,7 @@
 #include "migrate.h"
 #include "services.h"
 #include "tokens.h"
+#include "tripwire.h"
 #include "countersign/verify.h"
 #include "util.h"
 
@@ -37,6 +38,7 @@ struct args {
 	const char *owner, *kind, *max_ttl, *audience, *expires_at;
 	const char *approvals, *group, *uses, *groups, *email, *reason;
 	const char *scope, *ttl, *url, *state, *jwks, *issuer;
+	const char *threshold, *window;
 	const char *from, *since, *until, *type, *agent, *jti, *checkpoint, *n;
 	int follow;
 	int end_of_options;
@@ -55,6 +57,7 @@ cli_usage(void)
 	    "  migrate                             apply database migrations\n"
 	    "  agent add NAME [--owner EMAIL] [--json]\n"
 	    "  agent disable NAME\n"
+	    "  agent resume NAME                   lift a tripwire's suspension\n"
 	    "  agent list [--json]\n"
 	    "  scope add NAME --kind read|write [--max-ttl DURATION] [--json]\n"
 	    "  scope list [--json]\n"
@@ -69,6 +72,10 @@ cli_usage(void)
 	    "  approvals show ID [--json]\n"
 	    "  approvals approve ID [--reason TEXT] [--scope S] [--ttl SECONDS] [--json]\n"
 	    "  approvals deny ID --reason TEXT [--json]\n"
+	    "  tripwire add KIND [--threshold N] [--window DURATION] [--agent NAME]\n"
+	    "            [--json]      KIND: write_requests, denials, new_audience\n"
+	    "  tripwire list [--json]\n"
+	    "  tripwire remove ID\n"
 	    "  service add NAME --audience AUD[,AUD...] [--json]\n"
 	    "  service list [--json]\n"
 	    "  token revoke JTI\n"
@@ -181,6 +188,10 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			slot = &a->checkpoint;
 		else if (strcmp(arg, "--lines") == 0)
 			slot = &a->n;
+		else if (strcmp(arg, "--threshold") == 0)
+			slot = &a->threshold;
+		else if (strcmp(arg, "--window") == 0)
+			slot = &a->window;
 		if (slot == NULL || i + 1 >= argc) {
 			fprintf(stderr, "countersign: %s needs a value\n", arg);
 			return -1;
@@ -289,6 +300,19 @@ cmd_agent(int argc, char **argv)
 			printf("agent %s disabled\n", a.pos[0]);
 		return 0;
 	}
+	if (strcmp(argv[0], "resume") == 0) {
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 1)
+			goto usage;
+		if (tripwire_resume(a.pos[0], actor, &err) != CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:s, s:b}", "name", a.pos[0],
+			    "resumed", 1));
+		else
+			printf("agent %s resumed\n", a.pos[0]);
+		return 0;
+	}
 	if (strcmp(argv[0], "list") == 0) {
 		json_t *list = NULL;
 		enum cs_err rc;
@@ -301,7 +325,78 @@ cmd_agent(int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: countersign agent add NAME [--owner EMAIL] "
-	    "[--json] | agent disable NAME | agent list [--json]\n");
+	    "[--json] | agent disable NAME | agent resume NAME\n"
+	    "       | agent list [--json]\n");
+	return 2;
+}
+
+static int
+cmd_tripwire(int argc, char **argv)
+{
+	struct cs_error err;
+	struct args a;
+	int64_t id, threshold = 0, window = 0;
+
+	if (argc < 1)
+		goto usage;
+	if (strcmp(argv[0], "add") == 0) {
+		if (parse_args(argc - 1, argv + 1, "--threshold --window --agent "
+		    "--json", &a) != 0 || a.npos != 1)
+			goto usage;
+		if (a.threshold != NULL && util_parse_int64(a.threshold, 0,
+		    1000000, &threshold) != 0) {
+			fprintf(stderr, "countersign: --threshold must be a number "
+			    "from 0 to 1000000\n");
+			return 2;
+		}
+		if (a.window != NULL && util_parse_duration(a.window,
+		    &window) != 0) {
+			fprintf(stderr, "countersign: --window expects a duration "
+			    "such as 300, 10m or 1h\n");
+			return 2;
+		}
+		if (tripwire_add(a.pos[0], threshold, window, a.agent, actor, &id,
+		    &err) != CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:I, s:s, s:I, s:I, s:s?}", "id",
+			    (json_int_t)id, "kind", a.pos[0], "threshold",
+			    (json_int_t)threshold, "window_seconds",
+			    (json_int_t)window, "agent", a.agent));
+		else
+			printf("tripwire %lld (%s) created\n", (long long)id,
+			    a.pos[0]);
+		return 0;
+	}
+	if (strcmp(argv[0], "remove") == 0) {
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 1)
+			goto usage;
+		if (util_parse_int64(a.pos[0], 1, INT64_MAX, &id) != 0) {
+			fprintf(stderr, "countersign: ID must be a tripwire id\n");
+			return 2;
+		}
+		if (tripwire_remove(id, actor, &err) != CS_OK)
+			return fail(&err);
+		printf("tripwire %lld removed\n", (long long)id);
+		return 0;
+	}
+	if (strcmp(argv[0], "list") == 0) {
+		json_t *list = NULL;
+		enum cs_err rc;
+
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 0)
+			goto usage;
+		rc = tripwire_list(&list);
+		return print_list(rc, list, a.json, "tripwires");
+	}
+usage:
+	fprintf(stderr, "usage: countersign tripwire add KIND [--threshold N] "
+	    "[--window DURATION] [--agent NAME] [--json]\n"
+	    "       countersign tripwire list [--json] | tripwire remove ID\n"
+	    "KIND is write_requests, denials or new_audience (no threshold or "
+	    "window).\n");
 	return 2;
 }
 
@@ -1229,6 +1324,8 @@ cli_run(const struct broker_config *cfg, int argc, char **argv)
 		rc = cmd_service(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "approver") == 0)
 		rc = cmd_approver(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "tripwire") == 0)
+		rc = cmd_tripwire(argc - 1, argv + 1);
 	else {
 		cli_usage();
 		rc = 2;

@@ -47,6 +47,7 @@ static const struct setting settings[] = {
 	S("rate_token", T_INT, rate_token, 0, 10000000),
 	S("rate_bc_authorize", T_INT, rate_bc_authorize, 0, 10000000),
 	S("rate_auth_failures", T_INT, rate_auth_failures, 0, 10000000),
+	S("rate_scopes", T_STRING, rate_scopes, 0, 0),
 	S("cache_ttl_ms", T_INT, cache_ttl_ms, 0, 60000),
 	S("group_commit", T_INT, group_commit, 0, 8),
 	S("group_commit_window", T_INT, group_commit_window, 0, 100000),

@@ -57,18 +57,22 @@ static const struct db_stmt insert_token = {
 static const struct db_stmt record_use = {
 	"tokens_record_use",
 	"WITH t AS (SELECT tk.revoked_at, tk.expires_at, a.disabled_at, "
-	"tk.use_count, tk.max_uses "
+	"tk.use_count, tk.max_uses, (SELECT x.disabled_at FROM agents x "
+	"WHERE x.id = tk.actor_agent_id) AS actor_disabled_at "
 	"FROM tokens tk JOIN agents a ON a.id = tk.agent_id WHERE tk.jti = $1), "
 	"u AS (UPDATE tokens tk SET use_count = use_count + 1, "
 	"last_used_at = now() WHERE tk.jti = $1 AND tk.revoked_at IS NULL "
 	"AND tk.expires_at > now() "
 	"AND (tk.max_uses IS NULL OR tk.use_count < tk.max_uses) "
-	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.id = tk.agent_id "
-	"AND a.disabled_at IS NOT NULL) RETURNING tk.use_count, tk.max_uses), "
+	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.disabled_at IS NOT NULL "
+	"AND a.id IN (tk.agent_id, tk.actor_agent_id)) "
+	"RETURNING tk.use_count, tk.max_uses), "
 	"r AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 'active' "
 	"WHEN NOT EXISTS (SELECT 1 FROM t) THEN 'unknown_jti' "
 	"WHEN (SELECT revoked_at FROM t) IS NOT NULL THEN 'revoked' "
 	"WHEN (SELECT disabled_at FROM t) IS NOT NULL THEN 'agent_disabled' "
+	"WHEN (SELECT actor_disabled_at FROM t) IS NOT NULL THEN "
+	"'actor_disabled' "
 	"WHEN (SELECT expires_at FROM t) <= now() THEN 'expired' "
 	"ELSE 'used_up' END AS result) "
 	"INSERT INTO audit_events (type, actor, subject, jti, details) "
@@ -455,6 +459,8 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 		    json_object_get(claims, "authorization_details"));
 	if (json_object_get(claims, "cnf") != NULL)
 		json_object_set(resp, "cnf", json_object_get(claims, "cnf"));
+	if (json_object_get(claims, "act") != NULL)
+		json_object_set(resp, "act", json_object_get(claims, "act"));
 	if (db_value(res, 0, 2)[0] != '\0') {
 		int64_t used = 0, max = 0;
 

@@ -341,7 +341,8 @@ test('metadata (RFC 8414) and JWKS (RFC 7517) describe the broker', async () => 
   assert.equal(m.json.issuer, b.url);
   assert.equal(m.json.token_endpoint, `${b.url}/oauth2/token`);
   assert.equal(m.json.jwks_uri, `${b.url}/.well-known/jwks.json`);
-  assert.deepEqual(m.json.grant_types_supported, ['client_credentials', 'urn:openid:params:grant-type:ciba']);
+  assert.deepEqual(m.json.grant_types_supported, ['client_credentials', 'urn:openid:params:grant-type:ciba',
+    'urn:ietf:params:oauth:grant-type:token-exchange']);
   assert.equal(m.json.backchannel_authentication_endpoint, `${b.url}/oauth2/bc-authorize`);
   assert.deepEqual(m.json.backchannel_token_delivery_modes_supported, ['poll']);
   assert.deepEqual(m.json.token_endpoint_auth_methods_supported, ['client_secret_basic', 'client_secret_post']);
