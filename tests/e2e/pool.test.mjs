@@ -40,7 +40,7 @@ async function metric(name) {
 
 function backends() {
   return Number(b.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'countersign_broker' " +
-    "AND application_name = 'countersign'")[0][0]);
+    "AND application_name = 'countersign' AND datname = current_database()")[0][0]);
 }
 
 test('many concurrent requests share one pooled connection and all succeed', async () => {
