@@ -279,6 +279,23 @@ test('deny with a reason: the agent gets access_denied, and the page says who de
   await ctx.close();
 });
 
+test('markup in an agent\'s text is shown as text, never run', async () => {
+  const hostile = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
+  const details = JSON.stringify([{ type: 'forum_post', preview: '<b onmouseover="window.__xss=3">bold?</b>' + hostile }]);
+  const id = await ask({ binding_message: 'hello ' + hostile, authorization_details: details });
+  const { ctx, page } = await signedIn(alice);
+  const card = page.locator(`[data-id="${id}"]`);
+  await card.waitFor();
+  assert.match(await card.textContent(), /hello <img src=x onerror=/);
+  await card.click();
+  await page.waitForSelector('[data-testid="preview"]');
+  assert.match(await page.textContent('[data-testid="preview"]'), /^<b onmouseover=/);
+  assert.equal(await page.locator('main img, main script, main b').count(), 0);
+  await page.hover('[data-testid="preview"]');
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  await ctx.close();
+});
+
 test('an expired request shows a clear message and cannot be decided', async () => {
   const id = await ask({ requested_expiry: '3' });
   const { ctx, page } = await signedIn(alice);
