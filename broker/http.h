@@ -21,7 +21,7 @@ struct http_req;
 typedef void (*http_handler)(struct http_req *req);
 
 struct http_route {
-	const char *method;	/* "GET" or "POST"; GET routes also answer HEAD */
+	const char *method;	/* "GET", "POST", "DELETE"; GET also answers HEAD */
 	const char *path;	/* exact match, or a prefix when prefix is set */
 	http_handler handler;
 	int prefix;		/* match every path that starts with path */

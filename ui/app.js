@@ -6,6 +6,7 @@
 (function () {
   const REFRESH_MS = 3000;
   let csrf = null;
+  let me = null;          // the signed-in approver's name
   let current = null;     // id of the request in the detail view
   let shown = null;       // that request as last fetched
   let refreshTimer = null;
@@ -35,8 +36,26 @@
     $('notice').hidden = !text;
   }
 
-  // One JSON call. Errors come back as {error, error_description}.
+  // One JSON call. Errors come back as {error, error_description}. A
+  // sign-in in another tab replaces the session and its CSRF token; a
+  // change refused for the token is retried once with the new token, but
+  // only if the new session is the same approver's: nobody's decision may
+  // silently be recorded under another name.
   async function call(method, path, body) {
+    let r = await send(method, path, body);
+    if (r.status === 403 && method !== 'GET' && /X-CSRF-Token/.test(r.json.error_description || '')) {
+      const s = await send('GET', '/ui/api/session');
+      if (s.status === 200 && s.json.approver.name === me && s.json.csrf_token !== csrf) {
+        csrf = s.json.csrf_token;
+        r = await send(method, path, body);
+      } else if (s.status === 200 && s.json.approver.name !== me) {
+        r = { status: 401, json: { error: 'invalid_token', error_description: 'signed in as someone else in another tab' } };
+      }
+    }
+    return r;
+  }
+
+  async function send(method, path, body) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
@@ -55,7 +74,7 @@
   }
 
   function sessionEnded(text) {
-    csrf = null;
+    csrf = me = null;
     stopTimers();
     show('signin');
     notice(text);
@@ -292,6 +311,7 @@
 
   function signedIn(doc) {
     csrf = doc.csrf_token;
+    me = doc.approver.name;
     $('who-name').textContent = doc.approver.name;
     notice('');
     showList();

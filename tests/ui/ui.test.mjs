@@ -279,6 +279,33 @@ test('deny with a reason: the agent gets access_denied, and the page says who de
   await ctx.close();
 });
 
+test('a sign-in in another tab: the same approver carries on, another is never acted for', async () => {
+  const first = await ask();
+  const second = await ask();
+  const { ctx, page } = await signedIn(alice);
+  const other = await ctx.newPage();
+  await other.goto(`${b.url}/ui/`);
+  const signInFromTab = (key) => other.evaluate(async (k) => (await fetch('/ui/api/session', {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: k }) })).status, key);
+  // alice signs in again: the first tab's token is stale, and it recovers.
+  assert.equal(await signInFromTab(alice), 200);
+  await page.locator(`[data-id="${first}"]`).click();
+  await page.waitForSelector('#decide:not([hidden])');
+  await page.click('#approve');
+  await page.waitForSelector('#result.good');
+  assert.equal(b.sql(`SELECT state FROM approval_requests WHERE id = '${first}'`)[0][0], 'approved');
+  // bob signs in in the other tab: the first tab must not decide as bob.
+  assert.equal(await signInFromTab(bob), 200);
+  await page.click('#back');
+  await page.locator(`[data-id="${second}"]`).click();
+  await page.waitForSelector('#decide:not([hidden])');
+  await page.click('#approve');
+  await page.waitForSelector('#signin:not([hidden])');
+  assert.equal(b.sql(`SELECT state FROM approval_requests WHERE id = '${second}'`)[0][0], 'pending');
+  assert.equal(b.sql(`SELECT count(*) FROM approval_decisions WHERE request_id = '${second}'`)[0][0], '0');
+  await ctx.close();
+});
+
 test('markup in an agent\'s text is shown as text, never run', async () => {
   const hostile = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
   const details = JSON.stringify([{ type: 'forum_post', preview: '<b onmouseover="window.__xss=3">bold?</b>' + hostile }]);
