@@ -31,9 +31,11 @@ endif
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS_MODE) $(CFLAGS)
 
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+UI_ASSETS  := $(sort $(wildcard ui/*.html ui/*.css ui/*.js ui/*.svg))
 LIB_SRCS := $(filter-out broker/main.c,$(wildcard broker/*.c))
 LIB_OBJS := $(patsubst broker/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) \
-            $(BUILD)/obj/verify.o $(BUILD)/obj/embedded_migrations.o
+            $(BUILD)/obj/verify.o $(BUILD)/obj/embedded_migrations.o \
+            $(BUILD)/obj/embedded_ui.o
 # The verify library for services: our JOSE module plus the claim checks,
 # built position-independent as libcountersign-verify.{a,so}.
 VERIFY_SRCS := lib/verify.c lib/report.c broker/jose.c broker/b64.c
@@ -61,6 +63,13 @@ $(BUILD)/obj/embedded_migrations.c: $(MIGRATIONS) $(BUILD)/embed
 	$(BUILD)/embed embedded_migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/embedded_migrations.o: $(BUILD)/obj/embedded_migrations.c
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
+
+# The approver web page (ui/), served at /ui/ from the binary itself.
+$(BUILD)/obj/embedded_ui.c: $(UI_ASSETS) $(BUILD)/embed
+	$(BUILD)/embed embedded_ui $(UI_ASSETS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/embedded_ui.o: $(BUILD)/obj/embedded_ui.c
 	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c -o $@ $<
 
 $(BUILD)/obj/%.o: broker/%.c $(wildcard broker/*.h) | $(BUILD)/obj

@@ -38,6 +38,31 @@ int api_locked_out(struct http_req *req, const struct form *f,
     const char *realm);
 void api_note_auth_failure(struct http_req *req, const struct form *f,
     const char *realm);
+/*
+ * api_locked_out_id / api_note_auth_failure_id: the same for a key the
+ * caller names (id, e.g. a client address; NULL never locks out).
+ */
+int api_locked_out_id(struct http_req *req, const char *id,
+    const char *realm);
+void api_note_auth_failure_id(const char *id, const char *realm);
+
+/*
+ * An approver authenticator: fills a (cleared by the caller with
+ * approvals_approver_clear) and returns 0, or answers the request and
+ * returns -1. The approver API uses the Bearer key, the web page its
+ * session cookie; both then share one implementation of the endpoints.
+ */
+struct approver;
+typedef int (*api_approver_auth)(struct http_req *req, struct approver *a);
+
+/*
+ * api_approvals_serve_list(req, auth) / api_approvals_serve_item(req,
+ * prefix, auth): GET a list, GET one request at prefix{id}, POST
+ * prefix{id}/approve|deny; the approver is whoever auth says.
+ */
+void api_approvals_serve_list(struct http_req *req, api_approver_auth auth);
+void api_approvals_serve_item(struct http_req *req, const char *prefix,
+    api_approver_auth auth);
 
 /* The route table, ending in a {NULL} entry. */
 extern const struct http_route api_routes[];
@@ -46,6 +71,11 @@ void api_token(struct http_req *req);
 void api_bc_authorize(struct http_req *req);
 void api_approvals_list(struct http_req *req);
 void api_approvals_item(struct http_req *req);
+void api_ui_redirect(struct http_req *req);
+void api_ui_static(struct http_req *req);
+void api_ui_session(struct http_req *req);
+void api_ui_approvals_list(struct http_req *req);
+void api_ui_approvals_item(struct http_req *req);
 void api_introspect(struct http_req *req);
 void api_revoke(struct http_req *req);
 void api_uses(struct http_req *req);

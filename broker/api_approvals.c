@@ -7,6 +7,10 @@
  *   POST /v1/approvals/{id}/approve   {"reason"?, "params_hash"?, "scope"?, "ttl"?}
  *   POST /v1/approvals/{id}/deny      {"reason", "params_hash"?}
  *
+ * The web page (api_ui.c) serves the same endpoints under /ui/api/ through
+ * api_approvals_serve_*, authenticated by its session instead, so there is
+ * one implementation of listing and deciding.
+ *
  * Agents' credentials are never accepted here: approvers are a separate
  * realm. Keys come only in the Authorization header, so a browser cannot be
  * tricked into sending them cross-site.
@@ -41,11 +45,23 @@ authenticate(struct http_req *req, struct approver *a)
 void
 api_approvals_list(struct http_req *req)
 {
+	api_approvals_serve_list(req, authenticate);
+}
+
+void
+api_approvals_item(struct http_req *req)
+{
+	api_approvals_serve_item(req, PREFIX, authenticate);
+}
+
+void
+api_approvals_serve_list(struct http_req *req, api_approver_auth auth)
+{
 	struct approver a;
 	struct cs_error err;
 	json_t *list = NULL;
 
-	if (authenticate(req, &a) != 0)
+	if (auth(req, &a) != 0)
 		return;
 	if (approvals_list(&a, http_req_query(req, "state"), &list, &err) != CS_OK)
 		http_reply_error(req, &err);
@@ -111,9 +127,10 @@ parse_decision(struct http_req *req, int approve, struct approval_decision *d,
 }
 
 void
-api_approvals_item(struct http_req *req)
+api_approvals_serve_item(struct http_req *req, const char *prefix,
+    api_approver_auth auth)
 {
-	const char *path = http_req_path(req) + strlen(PREFIX);
+	const char *path = http_req_path(req) + strlen(prefix);
 	const char *slash = strchr(path, '/');
 	struct approver a;
 	struct approval_decision d;
@@ -137,7 +154,7 @@ api_approvals_item(struct http_req *req)
 	}
 	memcpy(id, path, idlen);
 	id[idlen] = '\0';
-	if (authenticate(req, &a) != 0)
+	if (auth(req, &a) != 0)
 		return;
 	http_log_field(req, "approval", id);
 	if (!post) {

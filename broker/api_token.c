@@ -96,16 +96,39 @@ claimed_client(struct http_req *req, const struct form *f)
 }
 
 int
+api_locked_out_id(struct http_req *req, const char *id, const char *realm)
+{
+	char key[RATELIMIT_KEY_MAX];
+	int retry = 0;
+
+	if (id == NULL)
+		return 0;
+	snprintf(key, sizeof(key), "fail:%s:%.80s", realm, id);
+	if (!ratelimit_peek(rl_fail, key, &retry)) {
+		reply_limited(req, id, "failed authentication", retry);
+		return 1;
+	}
+	return 0;
+}
+
+void
+api_note_auth_failure_id(const char *id, const char *realm)
+{
+	char key[RATELIMIT_KEY_MAX];
+	int retry = 0;
+
+	if (id == NULL)
+		return;
+	snprintf(key, sizeof(key), "fail:%s:%.80s", realm, id);
+	(void)ratelimit_take(rl_fail, key, &retry);
+}
+
+int
 api_locked_out(struct http_req *req, const struct form *f, const char *realm)
 {
-	char *id = claimed_client(req, f), key[RATELIMIT_KEY_MAX];
-	int retry = 0, locked = 0;
+	char *id = claimed_client(req, f);
+	int locked = api_locked_out_id(req, id, realm);
 
-	snprintf(key, sizeof(key), "fail:%s:%.80s", realm, id != NULL ? id : "");
-	if (id != NULL && !ratelimit_peek(rl_fail, key, &retry)) {
-		reply_limited(req, id, "failed authentication", retry);
-		locked = 1;
-	}
 	free(id);
 	return locked;
 }
@@ -114,12 +137,9 @@ void
 api_note_auth_failure(struct http_req *req, const struct form *f,
     const char *realm)
 {
-	char *id = claimed_client(req, f), key[RATELIMIT_KEY_MAX];
-	int retry = 0;
+	char *id = claimed_client(req, f);
 
-	snprintf(key, sizeof(key), "fail:%s:%.80s", realm, id != NULL ? id : "");
-	if (id != NULL)
-		(void)ratelimit_take(rl_fail, key, &retry);
+	api_note_auth_failure_id(id, realm);
 	free(id);
 }
 

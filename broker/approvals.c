@@ -367,19 +367,28 @@ enum cs_err
 approvals_authenticate(const char *authorization, struct approver *out,
     struct cs_error *err)
 {
+	memset(out, 0, sizeof(*out));
+	if (authorization == NULL)
+		return approver_auth_failed("missing", NULL, err);
+	if (strncasecmp(authorization, "Bearer ", 7) != 0)
+		return approver_auth_failed("malformed", NULL, err);
+	return approvals_authenticate_key(authorization + 7, out, err);
+}
+
+enum cs_err
+approvals_authenticate_key(const char *key, struct approver *out,
+    struct cs_error *err)
+{
 	unsigned char hash[KEYS_HASH_LEN];
-	const char *key, *params[1];
+	const char *params[1];
 	char *hash_param = NULL, subject[CS_NAME_MAX + 16];
 	struct db_result *res = NULL;
 	enum cs_err rc;
 	size_t n = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (authorization == NULL)
+	if (key == NULL)
 		return approver_auth_failed("missing", NULL, err);
-	if (strncasecmp(authorization, "Bearer ", 7) != 0)
-		return approver_auth_failed("malformed", NULL, err);
-	key = authorization + 7;
 	if (strlen(key) != APPROVALS_KEY_LEN)
 		return approver_auth_failed("malformed", NULL, err);
 	/*

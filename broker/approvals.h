@@ -65,6 +65,14 @@ enum cs_err approvals_approver_list(json_t **out);
 enum cs_err approvals_authenticate(const char *authorization,
     struct approver *out, struct cs_error *err);
 
+/*
+ * approvals_authenticate_key(key, out, err): the same for the bare key, as
+ * the web page's sign-in form submits it (NULL counts as missing). Same
+ * audit events, errors and ownership of out.
+ */
+enum cs_err approvals_authenticate_key(const char *key, struct approver *out,
+    struct cs_error *err);
+
 /* What an agent asks for at bc-authorize. */
 struct approval_ask {
 	const struct client *client;

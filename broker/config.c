@@ -56,6 +56,8 @@ static const struct setting settings[] = {
 	S("poll_interval", T_INT, poll_interval, 1, 60),
 	S("webhook_url", T_STRING, webhook_url, 0, 0),
 	S("webhook_timeout", T_INT, webhook_timeout, 1, 60),
+	S("ui_session_ttl", T_DURATION, ui_session_ttl, 60, 7 * 86400),
+	S("ui_cookie_secure", T_INT, ui_cookie_secure, 0, 1),
 };
 
 void
@@ -91,6 +93,8 @@ config_defaults(struct broker_config *cfg)
 	cfg->approval_timeout = 600;
 	cfg->poll_interval = 5;
 	cfg->webhook_timeout = 5;
+	cfg->ui_session_ttl = 8 * 3600;
+	cfg->ui_cookie_secure = 0;
 }
 
 static int

@@ -52,6 +52,8 @@ struct broker_config {
 	int poll_interval;		/* CIBA polling interval, seconds */
 	char webhook_url[1024];		/* approver notifications; "" for none */
 	int webhook_timeout;		/* seconds per delivery attempt */
+	int64_t ui_session_ttl;		/* seconds a web page sign-in lasts */
+	int ui_cookie_secure;		/* 1: the page is reached over https */
 	enum log_level log_level;
 };
 

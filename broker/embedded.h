@@ -15,4 +15,7 @@ struct embedded_file {
 /* The files of migrations/ in order, ending in a { NULL } entry. */
 extern const struct embedded_file embedded_migrations[];
 
+/* The files of ui/ (the approver web page), ending in a { NULL } entry. */
+extern const struct embedded_file embedded_ui[];
+
 #endif

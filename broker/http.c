@@ -154,6 +154,28 @@ http_req_header(const struct http_req *req, const char *name, size_t *count)
 }
 
 const char *
+http_req_cookie(const struct http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
+}
+
+int
+http_req_peer(const struct http_req *req, char *buf, size_t cap)
+{
+	const union MHD_ConnectionInfo *ci;
+	socklen_t len;
+
+	ci = MHD_get_connection_info(req->conn,
+	    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || ci->client_addr == NULL)
+		return -1;
+	len = ci->client_addr->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	return getnameinfo(ci->client_addr, len, buf, (socklen_t)cap, NULL, 0,
+	    NI_NUMERICHOST) == 0 ? 0 : -1;
+}
+
+const char *
 http_req_body(const struct http_req *req, size_t *len)
 {
 	*len = req->body_len;

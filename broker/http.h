@@ -21,7 +21,7 @@ struct http_req;
 typedef void (*http_handler)(struct http_req *req);
 
 struct http_route {
-	const char *method;	/* "GET" or "POST"; GET routes also answer HEAD */
+	const char *method;	/* "GET", "POST", "DELETE"; GET also answers HEAD */
 	const char *path;	/* exact match, or a prefix when prefix is set */
 	http_handler handler;
 	int prefix;		/* match every path that starts with path */
@@ -44,6 +44,13 @@ const char *http_req_path(const struct http_req *req);
 const char *http_req_header(const struct http_req *req, const char *name,
     size_t *count);
 const char *http_req_body(const struct http_req *req, size_t *len);
+/* Cookie value by name, or NULL. */
+const char *http_req_cookie(const struct http_req *req, const char *name);
+/*
+ * http_req_peer(req, buf, cap): the client's numeric address (the TCP
+ * peer: a proxy's address when behind one) into buf. Returns 0 or -1.
+ */
+int http_req_peer(const struct http_req *req, char *buf, size_t cap);
 /* Query-string argument, or NULL. */
 const char *http_req_query(const struct http_req *req, const char *name);
 const char *http_req_id(const struct http_req *req);

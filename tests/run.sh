@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/run.sh: run the whole suite and print one closing line
-# "N passed, N failed[, N skipped]" that adds up every unit, e2e and
-# interop test. Used by `make test` and `make asan`.
+# "N passed, N failed[, N skipped]" that adds up every unit, e2e, interop
+# and browser (tests/ui, headless chromium) test. Used by `make test` and
+# `make asan`.
 #
 #   tests/run.sh [--build DIR] [--unit-only] [--e2e-only] [FILE.test.mjs ...]
 set -uo pipefail
@@ -68,7 +69,7 @@ if [ "$e2e" = 1 ]; then
 		failed=$((failed + 1))
 	else
 		if [ ${#files[@]} -eq 0 ]; then
-			mapfile -t files < <(ls "$here"/e2e/*.test.mjs "$here"/interop/*.test.mjs 2>/dev/null)
+			mapfile -t files < <(ls "$here"/e2e/*.test.mjs "$here"/interop/*.test.mjs "$here"/ui/*.test.mjs 2>/dev/null)
 		fi
 		tap=$(mktemp)
 		CS_PGDIR="$pgdir" CS_BIN="$build/countersign" \

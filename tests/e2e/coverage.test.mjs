@@ -81,6 +81,26 @@ test('every state-changing path writes exactly its event', async () => {
         method: 'POST', headers: { authorization: `Bearer ${ctx.key}`, 'content-type': 'application/json' }, body: '{"reason":"no"}',
       });
     }, ['approval.requested', 'approval.denied']],
+    ['web sign-in', async () => {
+      const r = await fetch(`${b.url}/ui/api/session`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: ctx.key }),
+      });
+      ctx.cookie = r.headers.getSetCookie()[0].split(';')[0];
+      ctx.csrf = (await r.json()).csrf_token;
+      secrets.push(ctx.cookie.split('=')[1], ctx.csrf);
+    }, ['approver.signed_in']],
+    ['web sign-in failed', () => fetch(`${b.url}/ui/api/session`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"key":"nope"}',
+    }), ['approver.auth_failed']],
+    ['approval denied (web page)', async () => {
+      const r = await b.post('/oauth2/bc-authorize', { scope: 'cov:write', resource: AUD, binding_message: 'web' }, { auth: ctx.agent });
+      await fetch(`${b.url}/ui/api/approvals/${r.json.auth_req_id}/deny`, {
+        method: 'POST', headers: { cookie: ctx.cookie, 'x-csrf-token': ctx.csrf, 'content-type': 'application/json' }, body: '{"reason":"no"}',
+      });
+    }, ['approval.requested', 'approval.denied']],
+    ['web sign-out', () => fetch(`${b.url}/ui/api/session`, {
+      method: 'DELETE', headers: { cookie: ctx.cookie, 'x-csrf-token': ctx.csrf },
+    }), ['approver.signed_out']],
     ['approval expired', async () => {
       const r = await b.post('/oauth2/bc-authorize', { scope: 'cov:write', resource: AUD, binding_message: 'late', requested_expiry: '1' }, { auth: ctx.agent });
       await sleep(1200);

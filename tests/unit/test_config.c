@@ -23,7 +23,8 @@ static const char *const keys[] = {
 	"max_ttl", "threads", "max_body", "max_header", "connection_timeout",
 	"max_connections", "max_connections_per_ip", "db_connect_timeout",
 	"db_statement_timeout", "key_refresh", "log_level", "approval_timeout",
-	"poll_interval", "webhook_url", "webhook_timeout",
+	"poll_interval", "webhook_url", "webhook_timeout", "ui_session_ttl",
+	"ui_cookie_secure",
 };
 
 static void
@@ -119,6 +120,8 @@ test_defaults(void)
 	CHECK(cfg.poll_interval == 5);
 	CHECK_STR(cfg.webhook_url, "");
 	CHECK(cfg.webhook_timeout == 5);
+	CHECK(cfg.ui_session_ttl == 8 * 3600);
+	CHECK(cfg.ui_cookie_secure == 0);
 }
 
 static void
@@ -248,6 +251,8 @@ test_set_numbers(void)
 		{ "poll_interval", "0" }, { "poll_interval", "61" },
 		{ "poll_interval", "5s" },
 		{ "webhook_timeout", "0" }, { "webhook_timeout", "61" },
+		{ "ui_session_ttl", "59s" }, { "ui_session_ttl", "8d" },
+		{ "ui_cookie_secure", "2" }, { "ui_cookie_secure", "yes" },
 	};
 	struct broker_config cfg;
 	size_t i;
@@ -298,6 +303,10 @@ test_set_numbers(void)
 	CHECK(set_ok(&cfg, "poll_interval", "60") && cfg.poll_interval == 60);
 	CHECK(set_ok(&cfg, "webhook_timeout", "1") &&
 	    cfg.webhook_timeout == 1);
+	CHECK(set_ok(&cfg, "ui_session_ttl", "30m") &&
+	    cfg.ui_session_ttl == 1800);
+	CHECK(set_ok(&cfg, "ui_cookie_secure", "1") &&
+	    cfg.ui_cookie_secure == 1);
 	CHECK(set_ok(&cfg, "webhook_url", "https://hooks.example/x") &&
 	    strcmp(cfg.webhook_url, "https://hooks.example/x") == 0);
 
