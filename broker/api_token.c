@@ -9,6 +9,7 @@
 #include "api.h"
 #include "approvals.h"
 #include "audit.h"
+#include "clientauth.h"
 #include "form.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -115,10 +116,18 @@ api_authenticate_agent(struct http_req *req, const struct form *f,
 {
 	struct cs_error err;
 
+	enum cs_err rc;
+
 	if (api_locked_out(req, f, "agent"))
 		return -1;
-	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
-	    endpoint, client, &err) != CS_OK) {
+	if (clientauth_present(f))
+		rc = clientauth_authenticate(api_config(),
+		    http_req_header(req, "Authorization", NULL), f, endpoint,
+		    client, &err);
+	else
+		rc = agents_authenticate(http_req_header(req, "Authorization",
+		    NULL), f, endpoint, client, &err);
+	if (rc != CS_OK) {
 		if (err.code == CS_ERR_INVALID_CLIENT) {
 			api_note_auth_failure(req, f, "agent");
 			http_add_header(req, "WWW-Authenticate",

@@ -15,6 +15,7 @@
 #include "approvals.h"
 #include "audit.h"
 #include "b64.h"
+#include "clientauth.h"
 #include "cli.h"
 #include "httpclient.h"
 #include "db.h"
@@ -38,6 +39,7 @@ struct args {
 	const char *approvals, *group, *uses, *groups, *email, *reason;
 	const char *scope, *ttl, *url, *state, *jwks, *issuer;
 	const char *from, *since, *until, *type, *agent, *jti, *checkpoint, *n;
+	const char *public_key;
 	int follow;
 	int end_of_options;
 	int owner_may_approve;
@@ -53,7 +55,7 @@ cli_usage(void)
 	    "\n"
 	    "  serve                               run the broker\n"
 	    "  migrate                             apply database migrations\n"
-	    "  agent add NAME [--owner EMAIL] [--json]\n"
+	    "  agent add NAME [--owner EMAIL] [--public-key FILE] [--json]\n"
 	    "  agent disable NAME\n"
 	    "  agent list [--json]\n"
 	    "  scope add NAME --kind read|write [--max-ttl DURATION] [--json]\n"
@@ -181,6 +183,8 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			slot = &a->checkpoint;
 		else if (strcmp(arg, "--lines") == 0)
 			slot = &a->n;
+		else if (strcmp(arg, "--public-key") == 0)
+			slot = &a->public_key;
 		if (slot == NULL || i + 1 >= argc) {
 			fprintf(stderr, "countersign: %s needs a value\n", arg);
 			return -1;
@@ -248,6 +252,38 @@ parse_ttl_flag(const char *text, int64_t *out)
 	return 0;
 }
 
+/* agent add NAME --public-key FILE: an agent without a secret. */
+static int
+agent_add_keyed(const struct args *a)
+{
+	struct jose_key key;
+	struct cs_error err;
+	char client_id[CS_NAME_MAX + 1];
+	int rc = 1;
+
+	if (clientauth_load_key(a->public_key, &key, &err) != CS_OK)
+		return fail(&err);
+	if (clientauth_register(a->pos[0], a->owner, actor, &key, client_id,
+	    &err) != CS_OK) {
+		fail(&err);
+		goto out;
+	}
+	if (a->json)
+		print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "name",
+		    a->pos[0], "client_id", client_id, "token_endpoint_auth_method",
+		    "private_key_jwt", "key_alg", jose_alg_name(key.alg),
+		    "key_thumbprint", key.kid, "owner", a->owner));
+	else
+		printf("agent %s created\nclient_id:      %s\n"
+		    "authentication: private_key_jwt (%s)\n"
+		    "key thumbprint: %s\n", a->pos[0], client_id,
+		    jose_alg_name(key.alg), key.kid);
+	rc = 0;
+out:
+	jose_key_clear(&key);
+	return rc;
+}
+
 static int
 cmd_agent(int argc, char **argv)
 {
@@ -259,9 +295,11 @@ cmd_agent(int argc, char **argv)
 	if (strcmp(argv[0], "add") == 0) {
 		char client_id[CS_NAME_MAX + 1], secret[AGENTS_SECRET_LEN + 1];
 
-		if (parse_args(argc - 1, argv + 1, "--owner --json", &a) != 0 ||
-		    a.npos != 1)
+		if (parse_args(argc - 1, argv + 1, "--owner --public-key --json",
+		    &a) != 0 || a.npos != 1)
 			goto usage;
+		if (a.public_key != NULL)
+			return agent_add_keyed(&a);
 		if (agents_add(a.pos[0], a.owner, actor, client_id, secret,
 		    &err) != CS_OK)
 			return fail(&err);
@@ -301,7 +339,8 @@ cmd_agent(int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: countersign agent add NAME [--owner EMAIL] "
-	    "[--json] | agent disable NAME | agent list [--json]\n");
+	    "[--public-key FILE] [--json] | agent disable NAME | "
+	    "agent list [--json]\n");
 	return 2;
 }
 
