@@ -87,6 +87,8 @@ api_init(const struct broker_config *cfg)
 	    agent_auth);
 	json_object_set_new(m, "token_endpoint_auth_signing_alg_values_supported",
 	    json_pack("[s, s]", "ES256", "EdDSA"));
+	json_object_set_new(m, "dpop_signing_alg_values_supported",
+	    json_pack("[s, s]", "ES256", "EdDSA"));
 	json_object_set_new(m,
 	    "revocation_endpoint_auth_signing_alg_values_supported",
 	    json_pack("[s, s]", "ES256", "EdDSA"));

@@ -41,6 +41,7 @@ struct args {
 	const char *from, *since, *until, *type, *agent, *jti, *checkpoint, *n;
 	const char *public_key;
 	int follow;
+	int require_dpop;	/* -1 unless --require-dpop or --no-require-dpop */
 	int end_of_options;
 	int owner_may_approve;
 };
@@ -58,7 +59,8 @@ cli_usage(void)
 	    "  agent add NAME [--owner EMAIL] [--public-key FILE] [--json]\n"
 	    "  agent disable NAME\n"
 	    "  agent list [--json]\n"
-	    "  scope add NAME --kind read|write [--max-ttl DURATION] [--json]\n"
+	    "  scope add NAME --kind read|write [--max-ttl DURATION]\n"
+	    "            [--require-dpop|--no-require-dpop] [--json]\n"
 	    "  scope list [--json]\n"
 	    "  grant add AGENT SCOPE --audience AUD [--max-ttl DURATION]\n"
 	    "            [--expires-at RFC3339] [--json]\n"
@@ -99,6 +101,7 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 	int i;
 
 	memset(a, 0, sizeof(*a));
+	a->require_dpop = -1;
 	for (i = 0; i < argc; i++) {
 		const char *arg = argv[i];
 		const char **slot = NULL;
@@ -131,6 +134,16 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 		}
 		if (strcmp(arg, "--follow") == 0) {
 			a->follow = 1;
+			continue;
+		}
+		if (strcmp(arg, "--require-dpop") == 0 ||
+		    strcmp(arg, "--no-require-dpop") == 0) {
+			if (a->require_dpop != -1) {
+				fprintf(stderr, "countersign: give --require-dpop "
+				    "or --no-require-dpop once\n");
+				return -1;
+			}
+			a->require_dpop = strcmp(arg, "--require-dpop") == 0;
 			continue;
 		}
 		if (strcmp(arg, "--owner") == 0)
@@ -358,8 +371,9 @@ cmd_scope(int argc, char **argv)
 		int64_t n;
 
 		if (parse_args(argc - 1, argv + 1, "--kind --max-ttl --approvals "
-		    "--approver-group --owner-may-approve --uses --json",
-		    &a) != 0 || a.npos != 1 || a.kind == NULL)
+		    "--approver-group --owner-may-approve --uses --require-dpop "
+		    "--no-require-dpop --json", &a) != 0 || a.npos != 1 ||
+		    a.kind == NULL)
 			goto usage;
 		if (parse_ttl_flag(a.max_ttl, &ttl) != 0)
 			return 2;
@@ -370,6 +384,7 @@ cmd_scope(int argc, char **argv)
 		p.approvals_required = 1;
 		p.approver_group = a.group;
 		p.owner_may_approve = a.owner_may_approve;
+		p.require_dpop = a.require_dpop;
 		if (a.approvals != NULL) {
 			if (util_parse_int64(a.approvals, 1, 10, &n) != 0) {
 				fprintf(stderr, "countersign: --approvals must be "
@@ -388,8 +403,10 @@ cmd_scope(int argc, char **argv)
 		if (grants_scope_add(&p, actor, &err) != CS_OK)
 			return fail(&err);
 		if (a.json)
-			print_json(json_pack("{s:s, s:s, s:I}", "name", a.pos[0],
-			    "kind", a.kind, "max_ttl", (json_int_t)ttl));
+			print_json(json_pack("{s:s, s:s, s:I, s:b}", "name",
+			    a.pos[0], "kind", a.kind, "max_ttl", (json_int_t)ttl,
+			    "require_dpop", a.require_dpop < 0 ?
+			    strcmp(a.kind, "read") != 0 : a.require_dpop));
 		else
 			printf("scope %s (%s) created\n", a.pos[0], a.kind);
 		return 0;
@@ -407,7 +424,8 @@ cmd_scope(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: countersign scope add NAME --kind read|write "
 	    "[--max-ttl DURATION] [--approvals N] [--approver-group G]\n"
-	    "           [--owner-may-approve] [--uses N] [--json]\n"
+	    "           [--owner-may-approve] [--uses N]\n"
+	    "           [--require-dpop|--no-require-dpop] [--json]\n"
 	    "       countersign scope list [--json]\n");
 	return 2;
 }

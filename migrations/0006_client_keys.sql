@@ -38,10 +38,9 @@ CREATE INDEX seen_jtis_expiry ON seen_jtis (expires_at);
 -- scopes, optional for read scopes); true or false overrides it.
 ALTER TABLE scopes ADD COLUMN require_dpop boolean;
 
--- The key (RFC 7638 thumbprint) a token is bound to, and the key an
--- approval request was made with, which its token must be collected with.
-ALTER TABLE tokens
-    ADD COLUMN dpop_jkt text CHECK (dpop_jkt ~ '^[A-Za-z0-9_-]{43}$');
+-- The key (RFC 7638 thumbprint) an approval request was made with, which
+-- its token must be collected with. (A token's own binding is its signed
+-- cnf.jkt claim; nothing reads it from a table.)
 ALTER TABLE approval_requests
     ADD COLUMN dpop_jkt text CHECK (dpop_jkt ~ '^[A-Za-z0-9_-]{43}$');
 

@@ -54,7 +54,7 @@ async function refused(form, reason, path = '/oauth2/token', opts = {}) {
 before(async () => {
   b = await Broker.start();
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
   es = await jose.generateKeyPair('ES256', { extractable: true });
   ed = await jose.generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
   const pem = join(b.dir, 'es.pem');

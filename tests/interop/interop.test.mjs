@@ -21,7 +21,7 @@ let as;
 before(async () => {
   b = await Broker.start({ env: { COUNTERSIGN_POLL_INTERVAL: '1' } });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
   agent = b.agent('interop-agent');
   b.cliOk('grant', 'add', 'interop-agent', 'forum:read', '--audience', AUD);
   b.cliOk('grant', 'add', 'interop-agent', 'forum:post', '--audience', AUD);
