@@ -7,6 +7,7 @@
 #include "agents.h"
 #include "api.h"
 #include "audit.h"
+#include "clientauth.h"
 #include "dpop.h"
 #include "form.h"
 #include "services.h"
@@ -96,6 +97,7 @@ api_introspect(struct http_req *req)
 	struct cs_error err;
 	struct form *f;
 	json_t *out = NULL;
+	enum cs_err rc;
 
 	memset(&svc, 0, sizeof(svc));
 	f = parse_body(req);
@@ -103,8 +105,14 @@ api_introspect(struct http_req *req)
 		return;
 	if (api_locked_out(req, f, "service"))
 		goto out;
-	if (services_authenticate(http_req_header(req, "Authorization", NULL), f,
-	    "introspect", &svc, &err) != CS_OK) {
+	if (clientauth_present(f))
+		rc = clientauth_authenticate_service(api_config(),
+		    http_req_header(req, "Authorization", NULL), f, "introspect",
+		    &svc, &err);
+	else
+		rc = services_authenticate(http_req_header(req, "Authorization",
+		    NULL), f, "introspect", &svc, &err);
+	if (rc != CS_OK) {
 		if (err.code == CS_ERR_INVALID_CLIENT) {
 			api_note_auth_failure(req, f, "service");
 			http_add_header(req, "WWW-Authenticate",

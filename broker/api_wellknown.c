@@ -52,17 +52,16 @@ endpoint(const struct broker_config *cfg, const char *path)
 int
 api_init(const struct broker_config *cfg)
 {
-	json_t *m, *auth, *agent_auth;
+	json_t *m, *auth;
 
 	cfg_ = cfg;
 	if (api_limits_init(cfg) != 0)
 		return -1;
 	m = json_object();
-	auth = json_pack("[s, s]", "client_secret_basic", "client_secret_post");
-	/* Services authenticate with secrets only; agents may use keys. */
-	agent_auth = json_pack("[s, s, s]", "client_secret_basic",
+	/* Agents and services may use secrets or keys. */
+	auth = json_pack("[s, s, s]", "client_secret_basic",
 	    "client_secret_post", "private_key_jwt");
-	if (m == NULL || auth == NULL || agent_auth == NULL)
+	if (m == NULL || auth == NULL)
 		goto fail;
 	json_object_set_new(m, "issuer", json_string(cfg->issuer));
 	json_object_set_new(m, "token_endpoint", endpoint(cfg, "/oauth2/token"));
@@ -81,10 +80,14 @@ api_init(const struct broker_config *cfg)
 	    "client_credentials", "urn:openid:params:grant-type:ciba"));
 	/* No authorization endpoint, so no response types. */
 	json_object_set_new(m, "response_types_supported", json_array());
-	json_object_set(m, "token_endpoint_auth_methods_supported", agent_auth);
-	json_object_set(m, "introspection_endpoint_auth_methods_supported", auth);
+	json_object_set(m, "token_endpoint_auth_methods_supported", auth);
+	json_object_set(m, "introspection_endpoint_auth_methods_supported",
+	    auth);
+	json_object_set_new(m,
+	    "introspection_endpoint_auth_signing_alg_values_supported",
+	    json_pack("[s, s]", "ES256", "EdDSA"));
 	json_object_set(m, "revocation_endpoint_auth_methods_supported",
-	    agent_auth);
+	    auth);
 	json_object_set_new(m, "token_endpoint_auth_signing_alg_values_supported",
 	    json_pack("[s, s]", "ES256", "EdDSA"));
 	json_object_set_new(m, "dpop_signing_alg_values_supported",
@@ -100,12 +103,10 @@ api_init(const struct broker_config *cfg)
 	if (metadata == NULL)
 		goto fail;
 	metadata_len = strlen(metadata);
-	json_decref(agent_auth);
 	json_decref(auth);
 	json_decref(m);
 	return 0;
 fail:
-	json_decref(agent_auth);
 	json_decref(auth);
 	json_decref(m);
 	return -1;

@@ -73,7 +73,7 @@ cli_usage(void)
 	    "  approvals show ID [--json]\n"
 	    "  approvals approve ID [--reason TEXT] [--scope S] [--ttl SECONDS] [--json]\n"
 	    "  approvals deny ID --reason TEXT [--json]\n"
-	    "  service add NAME --audience AUD[,AUD...] [--json]\n"
+	    "  service add NAME --audience AUD[,AUD...] [--public-key FILE] [--json]\n"
 	    "  service list [--json]\n"
 	    "  token revoke JTI\n"
 	    "  token verify --jwks URL|FILE [--audience AUD] [--issuer ISS] TOKEN\n"
@@ -567,6 +567,38 @@ usage:
 	return 2;
 }
 
+/* service add NAME --audience AUD --public-key FILE: no secret. */
+static int
+service_add_keyed(const struct args *a)
+{
+	struct jose_key key;
+	struct cs_error err;
+	int rc = 1;
+
+	if (clientauth_load_key(a->public_key, &key, &err) != CS_OK)
+		return fail(&err);
+	if (clientauth_register_service(a->pos[0], a->audience, actor, &key,
+	    &err) != CS_OK) {
+		fail(&err);
+		goto out;
+	}
+	if (a->json)
+		print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name",
+		    a->pos[0], "client_id", a->pos[0],
+		    "introspection_endpoint_auth_method", "private_key_jwt",
+		    "key_alg", jose_alg_name(key.alg), "key_thumbprint", key.kid,
+		    "audiences", a->audience));
+	else
+		printf("service %s created\nclient_id:      %s\n"
+		    "authentication: private_key_jwt (%s)\n"
+		    "key thumbprint: %s\n", a->pos[0], a->pos[0],
+		    jose_alg_name(key.alg), key.kid);
+	rc = 0;
+out:
+	jose_key_clear(&key);
+	return rc;
+}
+
 static int
 cmd_service(int argc, char **argv)
 {
@@ -578,9 +610,11 @@ cmd_service(int argc, char **argv)
 	if (strcmp(argv[0], "add") == 0) {
 		char secret[AGENTS_SECRET_LEN + 1];
 
-		if (parse_args(argc - 1, argv + 1, "--audience --json", &a) != 0 ||
-		    a.npos != 1 || a.audience == NULL)
+		if (parse_args(argc - 1, argv + 1, "--audience --public-key --json",
+		    &a) != 0 || a.npos != 1 || a.audience == NULL)
 			goto usage;
+		if (a.public_key != NULL)
+			return service_add_keyed(&a);
 		if (services_add(a.pos[0], a.audience, actor, secret, &err) != CS_OK)
 			return fail(&err);
 		if (a.json)
@@ -606,7 +640,8 @@ cmd_service(int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: countersign service add NAME --audience "
-	    "AUD[,AUD...] [--json] | service list [--json]\n");
+	    "AUD[,AUD...] [--public-key FILE] [--json] | service list "
+	    "[--json]\n");
 	return 2;
 }
 

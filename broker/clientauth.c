@@ -23,11 +23,37 @@
 /* Most audiences an assertion may list. */
 #define CLIENTAUTH_MAX_AUD	16
 
-static const struct db_stmt lookup_key = {
+/*
+ * Both realms answer the same first five columns (id, name, key, alg,
+ * disabled); services add their audiences.
+ */
+static const struct db_stmt lookup_agent_key = {
 	"clientauth_lookup",
 	"SELECT id, name, public_jwk::text, key_alg, disabled_at IS NOT NULL "
 	"FROM agents WHERE client_id = $1",
 	1
+};
+
+static const struct db_stmt lookup_service_key = {
+	"clientauth_lookup_service",
+	"SELECT id, name, public_jwk::text, key_alg, disabled_at IS NOT NULL, "
+	"audiences FROM services WHERE name = $1",
+	1
+};
+
+/* What differs between the agent and the service realm. */
+struct realm {
+	const struct db_stmt *lookup;
+	const char *audit_type;		/* of failures */
+	const char *replay_prefix;	/* seen_jtis realm */
+};
+
+static const struct realm agents_realm = {
+	&lookup_agent_key, "client.auth_failed", "client:"
+};
+
+static const struct realm services_realm = {
+	&lookup_service_key, "service.auth_failed", "service:"
 };
 
 static const struct db_stmt insert_keyed_agent = {
@@ -54,8 +80,8 @@ clientauth_present(const struct form *body)
 
 /* Record a failed authentication; returns the code the caller reports. */
 static enum cs_err
-failed(const char *client_id, const char *endpoint, const char *reason,
-    struct cs_error *err)
+failed(const struct realm *realm, const char *client_id, const char *endpoint,
+    const char *reason, struct cs_error *err)
 {
 	char clip[AUDIT_FIELD_MAX];
 	json_t *d;
@@ -63,7 +89,7 @@ failed(const char *client_id, const char *endpoint, const char *reason,
 
 	d = json_pack("{s:s, s:s, s:s}", "reason", reason, "method",
 	    "private_key_jwt", "endpoint", endpoint);
-	rc = audit_append("client.auth_failed", "anonymous",
+	rc = audit_append(realm->audit_type, "anonymous",
 	    client_id != NULL ? audit_clip(client_id, clip, 80) : NULL, NULL, d);
 	json_decref(d);
 	if (rc != CS_OK)
@@ -191,23 +217,27 @@ typ_ok(const json_t *typ)
 	    str_is(typ, "client-authentication+jwt");
 }
 
-enum cs_err
-clientauth_authenticate(const struct broker_config *cfg,
+/*
+ * The checks shared by both realms. On CS_OK *row is the client's row
+ * (first columns: id, name, key, alg, disabled), which the caller frees.
+ */
+static enum cs_err
+authenticate(const struct realm *realm, const struct broker_config *cfg,
     const char *authorization, const struct form *body, const char *endpoint,
-    struct client *out, struct cs_error *err)
+    struct db_result **row, struct cs_error *err)
 {
 	struct jose_key key = { 0 };
 	struct db_result *res = NULL;
 	json_t *peeked = NULL, *header = NULL, *claims = NULL, *jwk = NULL;
 	const char *assertion, *type, *body_id, *params[1], *reason;
-	char id[CS_NAME_MAX + 1], realm[CS_NAME_MAX + 16];
+	char id[CS_NAME_MAX + 1], seen[CS_NAME_MAX + 16];
 	const json_t *iss;
 	size_t n_assert = 0, n_type = 0, n_id = 0, alen;
 	int64_t exp = 0;
 	enum jose_result jr;
 	enum cs_err rc;
 
-	memset(out, 0, sizeof(*out));
+	*row = NULL;
 	id[0] = '\0';
 	if (authorization != NULL ||
 	    form_get(body, "client_secret", NULL) != NULL) {
@@ -226,12 +256,12 @@ clientauth_authenticate(const struct broker_config *cfg,
 	if (body_id != NULL)
 		snprintf(id, sizeof(id), "%s", body_id);
 	if (type == NULL || strcmp(type, CLIENTAUTH_ASSERTION_TYPE) != 0) {
-		rc = failed(body_id, endpoint, "bad_assertion_type", err);
+		rc = failed(realm, body_id, endpoint, "bad_assertion_type", err);
 		goto out;
 	}
 	if (assertion == NULL || (alen = strlen(assertion)) == 0 ||
 	    alen > JOSE_MAX_TOKEN) {
-		rc = failed(body_id, endpoint, "malformed", err);
+		rc = failed(realm, body_id, endpoint, "malformed", err);
 		goto out;
 	}
 
@@ -241,7 +271,7 @@ clientauth_authenticate(const struct broker_config *cfg,
 	 * verification only chooses which registered key to try.
 	 */
 	if (jose_peek(assertion, alen, NULL, &peeked) != JOSE_OK) {
-		rc = failed(body_id, endpoint, "malformed", err);
+		rc = failed(realm, body_id, endpoint, "malformed", err);
 		goto out;
 	}
 	iss = json_object_get(peeked, "iss");
@@ -249,28 +279,28 @@ clientauth_authenticate(const struct broker_config *cfg,
 		if (!json_is_string(iss) || json_string_length(iss) == 0 ||
 		    json_string_length(iss) > CS_NAME_MAX ||
 		    strlen(json_string_value(iss)) != json_string_length(iss)) {
-			rc = failed(NULL, endpoint, "malformed", err);
+			rc = failed(realm, NULL, endpoint, "malformed", err);
 			goto out;
 		}
 		snprintf(id, sizeof(id), "%s", json_string_value(iss));
 	} else if (strlen(body_id) > CS_NAME_MAX) {
-		rc = failed(body_id, endpoint, "malformed", err);
+		rc = failed(realm, body_id, endpoint, "malformed", err);
 		goto out;
 	}
 
 	params[0] = id;
-	if (db_exec(&lookup_key, params, &res) != CS_OK) {
+	if (db_exec(realm->lookup, params, &res) != CS_OK) {
 		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot check credentials right now");
 		goto out;
 	}
 	if (db_nrows(res) != 1) {
-		rc = failed(id, endpoint, "unknown_client", err);
+		rc = failed(realm, id, endpoint, "unknown_client", err);
 		goto out;
 	}
 	if (db_isnull(res, 0, 2)) {
-		/* A secret-holding agent cannot switch methods on its own. */
-		rc = failed(id, endpoint, "no_key_registered", err);
+		/* A secret-holding client cannot switch methods on its own. */
+		rc = failed(realm, id, endpoint, "no_key_registered", err);
 		goto out;
 	}
 	jwk = json_loads(db_value(res, 0, 2), JSON_REJECT_DUPLICATES, NULL);
@@ -284,42 +314,37 @@ clientauth_authenticate(const struct broker_config *cfg,
 	jr = jose_verify_key(assertion, alen, &key, header_allowed, &header,
 	    &claims);
 	if (jr != JOSE_OK) {
-		rc = failed(id, endpoint, jose_result_name(jr), err);
+		rc = failed(realm, id, endpoint, jose_result_name(jr), err);
 		goto out;
 	}
 	if (!typ_ok(json_object_get(header, "typ"))) {
-		rc = failed(id, endpoint, "bad_typ", err);
+		rc = failed(realm, id, endpoint, "bad_typ", err);
 		goto out;
 	}
 	if ((reason = check_claims(cfg, endpoint, id, claims, &exp)) != NULL) {
-		rc = failed(id, endpoint, reason, err);
+		rc = failed(realm, id, endpoint, reason, err);
 		goto out;
 	}
 	if (strcmp(db_value(res, 0, 4), "t") == 0) {
-		rc = failed(id, endpoint, "disabled", err);
+		rc = failed(realm, id, endpoint, "disabled", err);
 		goto out;
 	}
-	snprintf(realm, sizeof(realm), "client:%s", db_value(res, 0, 1));
-	switch (replay_remember(realm, json_string_value(json_object_get(claims,
+	snprintf(seen, sizeof(seen), "%s%s", realm->replay_prefix,
+	    db_value(res, 0, 1));
+	switch (replay_remember(seen, json_string_value(json_object_get(claims,
 	    "jti")), exp + CLIENTAUTH_LEEWAY)) {
 	case CS_OK:
 		break;
 	case CS_ERR_CONFLICT:
-		rc = failed(id, endpoint, "replayed", err);
+		rc = failed(realm, id, endpoint, "replayed", err);
 		goto out;
 	default:
 		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot check credentials right now");
 		goto out;
 	}
-	if (util_parse_int64(db_value(res, 0, 0), 1, INT64_MAX,
-	    &out->agent_id) != 0) {
-		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
-		goto out;
-	}
-	snprintf(out->name, sizeof(out->name), "%s", db_value(res, 0, 1));
-	snprintf(out->client_id, sizeof(out->client_id), "%s", id);
-	out->method = "private_key_jwt";
+	*row = res;
+	res = NULL;
 	rc = CS_OK;
 out:
 	jose_key_clear(&key);
@@ -328,6 +353,62 @@ out:
 	json_decref(header);
 	json_decref(claims);
 	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
+clientauth_authenticate(const struct broker_config *cfg,
+    const char *authorization, const struct form *body, const char *endpoint,
+    struct client *out, struct cs_error *err)
+{
+	struct db_result *row = NULL;
+	enum cs_err rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = authenticate(&agents_realm, cfg, authorization, body, endpoint,
+	    &row, err);
+	if (rc != CS_OK)
+		goto out;
+	if (util_parse_int64(db_value(row, 0, 0), 1, INT64_MAX,
+	    &out->agent_id) != 0) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	/* Agents' client_id is their name (agents_add). */
+	snprintf(out->name, sizeof(out->name), "%s", db_value(row, 0, 1));
+	snprintf(out->client_id, sizeof(out->client_id), "%s",
+	    db_value(row, 0, 1));
+	out->method = "private_key_jwt";
+out:
+	db_result_free(row);
+	return rc;
+}
+
+enum cs_err
+clientauth_authenticate_service(const struct broker_config *cfg,
+    const char *authorization, const struct form *body, const char *endpoint,
+    struct service *out, struct cs_error *err)
+{
+	struct db_result *row = NULL;
+	size_t n = 0;
+	enum cs_err rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = authenticate(&services_realm, cfg, authorization, body, endpoint,
+	    &row, err);
+	if (rc != CS_OK)
+		goto out;
+	if (util_parse_int64(db_value(row, 0, 0), 1, INT64_MAX, &out->id) != 0 ||
+	    db_parse_text_array(db_value(row, 0, 5), out->audiences,
+	    SERVICES_AUDIENCES_MAX, &n) != 0) {
+		services_clear(out);
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	out->naudiences = n;
+	snprintf(out->name, sizeof(out->name), "%s", db_value(row, 0, 1));
+out:
+	db_result_free(row);
 	return rc;
 }
 
@@ -374,6 +455,27 @@ out:
 	free(text);
 	json_decref(jwk);
 	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
+clientauth_register_service(const char *name, const char *audiences,
+    const char *actor, const struct jose_key *key, struct cs_error *err)
+{
+	json_t *jwk = NULL;
+	char *text = NULL;
+	enum cs_err rc;
+
+	if ((jwk = jose_key_public_jwk(key)) == NULL ||
+	    (text = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "cannot encode the key");
+		goto out;
+	}
+	rc = services_add_keyed(name, audiences, actor, text,
+	    jose_alg_name(key->alg), key->kid, err);
+out:
+	free(text);
+	json_decref(jwk);
 	return rc;
 }
 

@@ -14,6 +14,7 @@
 #include "countersign.h"
 #include "form.h"
 #include "jose.h"
+#include "services.h"
 
 #define CLIENTAUTH_ASSERTION_TYPE \
 	"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -50,6 +51,16 @@ enum cs_err clientauth_authenticate(const struct broker_config *cfg,
     struct client *out, struct cs_error *err);
 
 /*
+ * clientauth_authenticate_service(cfg, authorization, body, endpoint, out,
+ * err): the same for a service registered with a key, at the introspection
+ * endpoint; failures are audited as service.auth_failed. The caller clears
+ * out with services_clear.
+ */
+enum cs_err clientauth_authenticate_service(const struct broker_config *cfg,
+    const char *authorization, const struct form *body, const char *endpoint,
+    struct service *out, struct cs_error *err);
+
+/*
  * clientauth_register(name, owner, actor, key, client_id, err): create an
  * agent that authenticates with key (a public key, whose JWK alone is
  * stored) instead of a secret, and audit agent.created in the same
@@ -58,6 +69,15 @@ enum cs_err clientauth_authenticate(const struct broker_config *cfg,
  */
 enum cs_err clientauth_register(const char *name, const char *owner,
     const char *actor, const struct jose_key *key, char *client_id,
+    struct cs_error *err);
+
+/*
+ * clientauth_register_service(name, audiences, actor, key, err): create a
+ * service (comma-separated audiences) that authenticates at introspection
+ * with key instead of a secret; see services_add_keyed.
+ */
+enum cs_err clientauth_register_service(const char *name,
+    const char *audiences, const char *actor, const struct jose_key *key,
     struct cs_error *err);
 
 /*

@@ -19,10 +19,25 @@ ALTER TABLE agents
         (secret_hash IS NULL AND public_jwk IS NOT NULL
          AND key_alg IS NOT NULL AND key_thumbprint IS NOT NULL));
 
+-- Services (introspection clients) may hold a key instead of a secret too,
+-- under the same rule.
+ALTER TABLE services ALTER COLUMN secret_hash DROP NOT NULL;
+ALTER TABLE services
+    ADD COLUMN public_jwk jsonb
+        CHECK (public_jwk IS NULL OR (jsonb_typeof(public_jwk) = 'object'
+               AND NOT public_jwk ? 'd')),
+    ADD COLUMN key_alg text CHECK (key_alg IN ('ES256', 'EdDSA')),
+    ADD COLUMN key_thumbprint text CHECK (key_thumbprint ~ '^[A-Za-z0-9_-]{43}$'),
+    ADD CONSTRAINT services_one_credential CHECK (
+        (secret_hash IS NOT NULL AND public_jwk IS NULL AND key_alg IS NULL
+         AND key_thumbprint IS NULL) OR
+        (secret_hash IS NULL AND public_jwk IS NOT NULL
+         AND key_alg IS NOT NULL AND key_thumbprint IS NOT NULL));
+
 -- Identifiers (jti) of signed one-time artefacts seen recently, so that a
 -- captured client assertion or DPoP proof cannot be played again. realm
--- separates the namespaces ('client:NAME' for assertions, 'dpop:JKT' for
--- proofs) so one client cannot burn another's jti. A row is needed only
+-- separates the namespaces ('client:NAME' and 'service:NAME' for
+-- assertions, 'dpop:JKT' for proofs) so one client cannot burn another's jti. A row is needed only
 -- until the artefact would be refused as expired anyway; rows past
 -- expires_at are pruned. Kept in PostgreSQL, not in memory, so that two
 -- broker processes behind one load balancer share it.

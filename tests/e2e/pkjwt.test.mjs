@@ -86,8 +86,8 @@ test('discovery metadata advertises private_key_jwt and its algorithms', async (
   assert.ok(m.token_endpoint_auth_methods_supported.includes('private_key_jwt'));
   assert.ok(m.revocation_endpoint_auth_methods_supported.includes('private_key_jwt'));
   assert.deepEqual(m.token_endpoint_auth_signing_alg_values_supported, ['ES256', 'EdDSA']);
-  // Services still authenticate with secrets only.
-  assert.ok(!m.introspection_endpoint_auth_methods_supported.includes('private_key_jwt'));
+  assert.ok(m.introspection_endpoint_auth_methods_supported.includes('private_key_jwt'));
+  assert.deepEqual(m.introspection_endpoint_auth_signing_alg_values_supported, ['ES256', 'EdDSA']);
 });
 
 test('agent list shows how each agent authenticates; the key row holds no private part', async () => {
@@ -306,4 +306,50 @@ test('expired replay rows are pruned', async () => {
     assert.equal(r.status, 200, r.text);
   }
   assert.equal(b.sql(`SELECT count(*) FROM seen_jtis WHERE realm = 'client:old'`)[0][0], '0');
+});
+
+test('a service registered with a key introspects with an assertion, never with a secret', async () => {
+  const k = await jose.generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+  const jwk = join(b.dir, 'svc.jwk');
+  writeFileSync(jwk, JSON.stringify(await jose.exportJWK(k.publicKey)));
+  const r = b.cliOk('service', 'add', 'keyed-svc', '--audience', AUD, '--public-key', jwk, '--json');
+  assert.equal(r.json.introspection_endpoint_auth_method, 'private_key_jwt');
+  assert.equal(r.json.client_secret, undefined);
+  const list = Object.fromEntries(b.cliOk('service', 'list', '--json').json.map((x) => [x.name, x]));
+  assert.equal(list['keyed-svc'].auth_method, 'private_key_jwt');
+
+  const tok = (await b.post('/oauth2/token', cc(await assertion(es.privateKey, 'keyed-es')))).json.access_token;
+  const intro = async (a, extra = {}, opts = {}) => b.post('/oauth2/introspect',
+    { token: tok, client_assertion_type: TYPE, client_assertion: a, ...extra }, opts);
+  const svcAssertion = (claims = {}) => assertion(k.privateKey, 'keyed-svc',
+    { alg: 'EdDSA', aud: `${b.url}/oauth2/introspect`, claims });
+  const svcFailures = (reason) => Number(b.sql(`SELECT count(*) FROM audit_events
+    WHERE type = 'service.auth_failed' AND details->>'reason' = '${reason}'`)[0][0]);
+
+  const a = await svcAssertion();
+  let i = await intro(a);
+  assert.equal(i.status, 200, i.text);
+  assert.equal(i.json.active, true);
+  assert.equal(i.json.client_id, 'keyed-es');
+
+  // Replayed, signed by another key, or an agent's assertion: refused.
+  let before = svcFailures('replayed');
+  i = await intro(a);
+  assert.equal(i.status, 401);
+  assert.equal(i.json.error, 'invalid_client');
+  assert.equal(svcFailures('replayed'), before + 1);
+  before = svcFailures('bad_header');
+  i = await intro(await assertion(es.privateKey, 'keyed-svc', { aud: b.url }));
+  assert.equal(i.status, 401);
+  assert.equal(svcFailures('bad_header'), before + 1);
+  before = svcFailures('unknown_client');
+  i = await intro(await assertion(es.privateKey, 'keyed-es', { aud: b.url }));
+  assert.equal(i.status, 401);
+  assert.equal(svcFailures('unknown_client'), before + 1);
+
+  // No secret works for it.
+  before = svcFailures('secret_not_allowed');
+  i = await b.post('/oauth2/introspect', { token: tok }, { auth: { id: 'keyed-svc', secret: 'x'.repeat(43) } });
+  assert.equal(i.status, 401);
+  assert.equal(svcFailures('secret_not_allowed'), before + 1);
 });
