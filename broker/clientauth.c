@@ -185,7 +185,8 @@ check_claims(const struct broker_config *cfg, const char *endpoint,
 		return "missing_exp";
 	if (numeric_date(json_object_get(claims, "exp"), exp) != 0)
 		return "bad_exp";
-	if (*exp + CLIENTAUTH_LEEWAY <= now)
+	/* Written so that no input value can overflow the arithmetic. */
+	if (*exp <= now - CLIENTAUTH_LEEWAY)
 		return "expired";
 	/*
 	 * A long-lived assertion is a bearer credential in all but name;
@@ -203,8 +204,10 @@ check_claims(const struct broker_config *cfg, const char *endpoint,
 	    t < now - CLIENTAUTH_MAX_LIFETIME - CLIENTAUTH_LEEWAY))
 		return "bad_iat";
 	jti = json_object_get(claims, "jti");
+	/* An embedded NUL would shorten the identifier we remember. */
 	if (!json_is_string(jti) || json_string_length(jti) == 0 ||
-	    json_string_length(jti) > REPLAY_JTI_MAX)
+	    json_string_length(jti) > REPLAY_JTI_MAX ||
+	    strlen(json_string_value(jti)) != json_string_length(jti))
 		return "missing_jti";
 	return NULL;
 }

@@ -20,13 +20,20 @@ let secretAgent;
 const now = () => Math.floor(Date.now() / 1000);
 
 // A client assertion for client id, with claims and header overridable.
+// A value given as { raw: 'text' } is written into the JSON as is (for
+// numbers JavaScript cannot represent).
 async function assertion(key, id, { claims = {}, header = {}, alg = 'ES256', aud } = {}) {
   const body = {
     iss: id, sub: id, aud: aud ?? `${b.url}/oauth2/token`,
     iat: now(), exp: now() + 60, jti: randomUUID(), ...claims,
   };
   for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
-  return new jose.CompactSign(new TextEncoder().encode(JSON.stringify(body)))
+  const raws = [];
+  const text = JSON.stringify(body, (k, v) => {
+    if (v && typeof v === 'object' && 'raw' in v) { raws.push(v.raw); return `@RAW${raws.length - 1}@`; }
+    return v;
+  }).replace(/"@RAW(\d+)@"/g, (_, i) => raws[Number(i)]);
+  return new jose.CompactSign(new TextEncoder().encode(text))
     .setProtectedHeader({ alg, ...header })
     .sign(key);
 }
@@ -218,6 +225,9 @@ test('expired, far-future, missing exp, future iat and nbf are refused', async (
   await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { exp: now() + 3600 } })), 'exp_too_far');
   await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { exp: undefined } })), 'missing_exp');
   await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { exp: '9999999999' } })), 'bad_exp');
+  // Extreme values cannot overflow the time arithmetic.
+  await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { exp: { raw: '9223372036854775807' } } })), 'exp_too_far');
+  await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { exp: { raw: '-9223372036854775808' } } })), 'expired');
   await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { iat: now() + 600 } })), 'bad_iat');
   await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { nbf: now() + 600 } })), 'not_yet_valid');
 });
@@ -225,6 +235,9 @@ test('expired, far-future, missing exp, future iat and nbf are refused', async (
 test('a missing jti is refused', async () => {
   await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { jti: undefined } })), 'missing_jti');
   await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { jti: '' } })), 'missing_jti');
+  // jansson refuses \u0000 in JSON strings, so such a payload is malformed.
+  await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { jti: '\u0000x' } })), 'malformed');
+  await refused(cc(await assertion(es.privateKey, 'keyed-es', { claims: { jti: 7 } })), 'missing_jti');
 });
 
 test('iss different from sub, or from client_id, is refused', async () => {
