@@ -51,6 +51,8 @@ static const struct db_stmt list_agents = {
 	"agents_list",
 	"SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, "
 	"'client_id', client_id, 'owner', owner, 'created_at', created_at, "
+	"'auth_method', CASE WHEN public_jwk IS NULL THEN 'client_secret' "
+	"ELSE 'private_key_jwt' END, 'key_thumbprint', key_thumbprint, "
 	"'disabled', disabled_at IS NOT NULL, "
 	"'suspended', suspended_at IS NOT NULL) ORDER BY name), '[]'::jsonb)::text "
 	"FROM agents",
@@ -286,9 +288,12 @@ agents_authenticate(const char *authorization, const struct form *body,
 		goto out;
 	}
 	known = db_nrows(res) == 1;
-	if (!keys_secret_matches(secret, known ? db_value(res, 0, 2) : NULL)) {
-		rc = auth_failed(id, method, endpoint,
-		    known ? "bad_secret" : "unknown_client", err);
+	if (!keys_secret_matches(secret, known && !db_isnull(res, 0, 2) ?
+	    db_value(res, 0, 2) : NULL)) {
+		/* An agent registered with a key has no secret to match. */
+		rc = auth_failed(id, method, endpoint, !known ? "unknown_client" :
+		    db_isnull(res, 0, 2) ? "secret_not_allowed" : "bad_secret",
+		    err);
 		goto out;
 	}
 	if (strcmp(db_value(res, 0, 3), "t") == 0) {

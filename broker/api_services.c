@@ -6,6 +6,9 @@
 
 #include "agents.h"
 #include "api.h"
+#include "audit.h"
+#include "clientauth.h"
+#include "dpop.h"
 #include "form.h"
 #include "services.h"
 #include "tokens.h"
@@ -15,7 +18,7 @@ static struct form *
 parse_body(struct http_req *req)
 {
 	static const char *const single[] = { "token", "token_type_hint",
-	    "client_id", "client_secret", NULL };
+	    "client_id", "client_secret", "dpop_proof", "htm", "htu", NULL };
 	const char *body;
 	struct form *f = NULL;
 	size_t len, i, count;
@@ -48,6 +51,45 @@ parse_body(struct http_req *req)
 	return f;
 }
 
+/*
+ * A service that forwards the DPoP proof it received (dpop_proof, with the
+ * htm and htu of its own request) has it checked here against the token's
+ * cnf.jkt, ath included. Returns 1 if out may stand, 0 if the answer must
+ * become inactive (after auditing token.dpop_refused with the reason).
+ */
+static int
+introspect_dpop(const struct form *f, const char *service, json_t *out)
+{
+	const char *proof = form_get(f, "dpop_proof", NULL);
+	const char *htm = form_get(f, "htm", NULL), *htu = form_get(f, "htu", NULL);
+	const json_t *cnf_jkt;
+	struct cs_error err;
+	char jkt[JOSE_KID_LEN + 1], clip[AUDIT_FIELD_MAX];
+	const char *reason = NULL;
+	json_t *d;
+
+	if (proof == NULL || !json_is_true(json_object_get(out, "active")))
+		return 1;
+	cnf_jkt = json_object_get(json_object_get(out, "cnf"), "jkt");
+	if (!json_is_string(cnf_jkt))
+		reason = "token is not DPoP-bound";
+	else if (htm == NULL || htu == NULL)
+		reason = "htm and htu are required with dpop_proof";
+	else if (dpop_check(proof, htm, htu, form_get(f, "token", NULL), jkt,
+	    &err) != CS_OK)
+		reason = err.desc;
+	else if (strcmp(jkt, json_string_value(cnf_jkt)) != 0)
+		reason = "proof key differs from cnf.jkt";
+	if (reason == NULL)
+		return 1;
+	d = json_pack("{s:s, s:s}", "reason", reason, "service", service);
+	(void)audit_append("token.dpop_refused", "anonymous",
+	    audit_clip(service, clip, 80), json_string_value(json_object_get(out,
+	    "jti")), d);
+	json_decref(d);
+	return 0;
+}
+
 void
 api_introspect(struct http_req *req)
 {
@@ -55,6 +97,7 @@ api_introspect(struct http_req *req)
 	struct cs_error err;
 	struct form *f;
 	json_t *out = NULL;
+	enum cs_err rc;
 
 	memset(&svc, 0, sizeof(svc));
 	f = parse_body(req);
@@ -62,8 +105,14 @@ api_introspect(struct http_req *req)
 		return;
 	if (api_locked_out(req, f, "service"))
 		goto out;
-	if (services_authenticate(http_req_header(req, "Authorization", NULL), f,
-	    "introspect", &svc, &err) != CS_OK) {
+	if (clientauth_present(f))
+		rc = clientauth_authenticate_service(api_config(),
+		    http_req_header(req, "Authorization", NULL), f, "introspect",
+		    &svc, &err);
+	else
+		rc = services_authenticate(http_req_header(req, "Authorization",
+		    NULL), f, "introspect", &svc, &err);
+	if (rc != CS_OK) {
 		if (err.code == CS_ERR_INVALID_CLIENT) {
 			api_note_auth_failure(req, f, "service");
 			http_add_header(req, "WWW-Authenticate",
@@ -78,6 +127,10 @@ api_introspect(struct http_req *req)
 	    form_get(f, "token", NULL), &out, &err) != CS_OK) {
 		http_reply_error(req, &err);
 		goto out;
+	}
+	if (!introspect_dpop(f, svc.name, out)) {
+		json_decref(out);
+		out = json_pack("{s:b}", "active", 0);
 	}
 	if (json_is_true(json_object_get(out, "active")))
 		http_log_field(req, "jti", json_string_value(json_object_get(out,

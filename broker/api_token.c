@@ -9,6 +9,8 @@
 #include "api.h"
 #include "approvals.h"
 #include "audit.h"
+#include "clientauth.h"
+#include "dpop.h"
 #include "exchange.h"
 #include "form.h"
 #include "log.h"
@@ -149,10 +151,18 @@ api_authenticate_agent(struct http_req *req, const struct form *f,
 {
 	struct cs_error err;
 
+	enum cs_err rc;
+
 	if (api_locked_out(req, f, "agent"))
 		return -1;
-	if (agents_authenticate(http_req_header(req, "Authorization", NULL), f,
-	    endpoint, client, &err) != CS_OK) {
+	if (clientauth_present(f))
+		rc = clientauth_authenticate(api_config(),
+		    http_req_header(req, "Authorization", NULL), f, endpoint,
+		    client, &err);
+	else
+		rc = agents_authenticate(http_req_header(req, "Authorization",
+		    NULL), f, endpoint, client, &err);
+	if (rc != CS_OK) {
 		if (err.code == CS_ERR_INVALID_CLIENT) {
 			api_note_auth_failure(req, f, "agent");
 			http_add_header(req, "WWW-Authenticate",
@@ -236,16 +246,46 @@ note_refusal(const struct client *client, const struct cs_error *err)
 	}
 }
 
-/* Reply with a fresh token (RFC 6749 §5.1). */
+/*
+ * The DPoP proof of a request to path (RFC 9449 §4.3), if any. Returns 0
+ * with jkt "" when there is none, 0 with jkt set when it is valid, or -1
+ * having answered the request (a bad proof, or more than one).
+ */
+static int
+dpop_proof(struct http_req *req, const char *path, char *jkt)
+{
+	struct cs_error err;
+	const char *proof;
+	char htu[700];
+	size_t count = 0;
+
+	jkt[0] = '\0';
+	proof = http_req_header(req, "DPoP", &count);
+	if (count == 0)
+		return 0;
+	if (count > 1) {
+		http_reply_errorf(req, CS_ERR_INVALID_DPOP_PROOF,
+		    "send exactly one DPoP header");
+		return -1;
+	}
+	snprintf(htu, sizeof(htu), "%s%s", api_config()->issuer, path);
+	if (dpop_check(proof, "POST", htu, NULL, jkt, &err) != CS_OK) {
+		http_reply_error(req, &err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reply with a fresh token (RFC 6749 §5.1; RFC 9449 §5 when bound). */
 static void
-reply_token(struct http_req *req, const struct token_issued *tok)
+reply_token(struct http_req *req, const struct token_issued *tok, int dpop)
 {
 	json_t *j;
 
 	http_log_field(req, "jti", tok->jti);
 	j = json_pack("{s:s, s:s, s:I, s:s}", "access_token", tok->access_token,
-	    "token_type", "Bearer", "expires_in", (json_int_t)tok->expires_in,
-	    "scope", tok->scope);
+	    "token_type", dpop ? "DPoP" : "Bearer", "expires_in",
+	    (json_int_t)tok->expires_in, "scope", tok->scope);
 	http_reply_json(req, 200, j);
 }
 
@@ -256,7 +296,9 @@ ciba(struct http_req *req, const struct form *f, const struct client *client)
 	struct token_issued tok = { 0 };
 	struct cs_error err;
 	const char *id = form_get(f, "auth_req_id", NULL);
+	char jkt[JOSE_KID_LEN + 1], bound[JOSE_KID_LEN + 1];
 	size_t nres = 0;
+	int required = 0;
 
 	if (id == NULL) {
 		http_reply_errorf(req, CS_ERR_INVALID_REQUEST,
@@ -270,12 +312,47 @@ ciba(struct http_req *req, const struct form *f, const struct client *client)
 		return;
 	}
 	http_log_field(req, "auth_req_id", id);
+	if (dpop_proof(req, "/oauth2/token", jkt) != 0)
+		return;
+	/*
+	 * A request made with a DPoP key is collected with the same key, so
+	 * whoever steals an auth_req_id (or the agent's client credentials)
+	 * cannot collect the approved token without the private key.
+	 */
+	switch (dpop_request_binding(id, client->agent_id, bound, &required)) {
+	case CS_OK:
+		if (bound[0] != '\0' && jkt[0] == '\0') {
+			http_reply_errorf(req, CS_ERR_INVALID_DPOP_PROOF, "this "
+			    "request was made with a DPoP key: collect it with a "
+			    "DPoP proof by the same key");
+			return;
+		}
+		if (bound[0] != '\0' && strcmp(bound, jkt) != 0) {
+			http_reply_errorf(req, CS_ERR_INVALID_GRANT, "the DPoP key "
+			    "differs from the one the request was made with");
+			return;
+		}
+		if (bound[0] == '\0' && required) {
+			http_reply_errorf(req, CS_ERR_INVALID_GRANT, "these scopes "
+			    "require DPoP, but the request was made without a proof");
+			return;
+		}
+		break;
+	case CS_ERR_NOT_FOUND:
+		/* approvals_collect answers unknown ids (and audits them). */
+		break;
+	default:
+		http_reply_errorf(req, CS_ERR_UNAVAILABLE,
+		    "the broker cannot check this request right now");
+		return;
+	}
 	if (approvals_collect(api_config(), client, id, form_get(f, "scope", NULL),
-	    form_get(f, "resource", NULL), &tok, &err) != CS_OK) {
+	    form_get(f, "resource", NULL), jkt[0] != '\0' ? jkt : NULL, &tok,
+	    &err) != CS_OK) {
 		http_reply_error(req, &err);
 		return;
 	}
-	reply_token(req, &tok);
+	reply_token(req, &tok, jkt[0] != '\0');
 	tokens_issued_clear(&tok);
 }
 
@@ -397,7 +474,9 @@ client_credentials(struct http_req *req, const struct form *f,
 	struct token_issued tok = { 0 };
 	struct cs_error err;
 	const char *scope, *resource = NULL, *ttl_text;
+	char jkt[JOSE_KID_LEN + 1];
 	int64_t ttl = 0;
+	int required = 0;
 
 	scope = form_get(f, "scope", NULL);
 	if (scope == NULL) {
@@ -418,6 +497,20 @@ client_credentials(struct http_req *req, const struct form *f,
 		    "must be a positive number of seconds");
 		goto out;
 	}
+	if (dpop_proof(req, "/oauth2/token", jkt) != 0)
+		goto out;
+	if (jkt[0] == '\0') {
+		if (dpop_required(&scopes, 1, &required) != CS_OK) {
+			http_reply_errorf(req, CS_ERR_UNAVAILABLE,
+			    "the broker cannot check this request right now");
+			goto out;
+		}
+		if (required) {
+			http_reply_errorf(req, CS_ERR_INVALID_DPOP_PROOF, "a scope "
+			    "requested requires a DPoP proof (RFC 9449)");
+			goto out;
+		}
+	}
 	treq.client = client;
 	treq.scopes = &scopes;
 	treq.audience = resource;
@@ -426,12 +519,13 @@ client_credentials(struct http_req *req, const struct form *f,
 		reply_suspended(req, client);
 		goto out;
 	}
+	treq.dpop_jkt = jkt[0] != '\0' ? jkt : NULL;
 	if (tokens_issue_read(cfg, &treq, &tok, &err) != CS_OK) {
 		http_reply_error(req, &err);
 		note_refusal(client, &err);
 		goto out;
 	}
-	reply_token(req, &tok);
+	reply_token(req, &tok, jkt[0] != '\0');
 out:
 	tokens_issued_clear(&tok);
 	scopes_clear(&scopes);
@@ -484,8 +578,9 @@ api_bc_authorize(struct http_req *req)
 	struct approval_ask ask;
 	struct cs_error err;
 	const char *scope, *resource = NULL, *text, *msg;
-	char id[APPROVALS_ID_LEN + 1];
+	char id[APPROVALS_ID_LEN + 1], jkt[JOSE_KID_LEN + 1];
 	int64_t ttl = 0, expiry = 0, expires_in = 0, interval = 0;
+	int required = 0;
 
 	f = parse_form_body(req);
 	if (f == NULL)
@@ -531,6 +626,21 @@ api_bc_authorize(struct http_req *req)
 		    "bidirectional characters", APPROVALS_MESSAGE_MAX);
 		goto out;
 	}
+	if (dpop_proof(req, "/oauth2/bc-authorize", jkt) != 0)
+		goto out;
+	if (jkt[0] == '\0') {
+		if (dpop_required(&scopes, 0, &required) != CS_OK) {
+			http_reply_errorf(req, CS_ERR_UNAVAILABLE,
+			    "the broker cannot check this request right now");
+			goto out;
+		}
+		if (required) {
+			http_reply_errorf(req, CS_ERR_INVALID_DPOP_PROOF, "a scope "
+			    "requested requires a DPoP proof (RFC 9449): send one "
+			    "with htu %s/oauth2/bc-authorize", api_config()->issuer);
+			goto out;
+		}
+	}
 	memset(&ask, 0, sizeof(ask));
 	ask.client = &client;
 	ask.scopes = &scopes;
@@ -548,6 +658,16 @@ api_bc_authorize(struct http_req *req)
 	    &err) != CS_OK) {
 		http_reply_error(req, &err);
 		note_refusal(&client, &err);
+		goto out;
+	}
+	/*
+	 * Bound before the id is returned: until then nobody can collect
+	 * it. If binding fails, the id is never returned, so the request
+	 * can never be collected and simply expires.
+	 */
+	if (jkt[0] != '\0' && dpop_bind_request(id, jkt) != CS_OK) {
+		http_reply_errorf(req, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this request right now");
 		goto out;
 	}
 	http_log_field(req, "auth_req_id", id);

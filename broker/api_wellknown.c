@@ -68,7 +68,9 @@ api_init(const struct broker_config *cfg)
 	if (api_limits_init(cfg) != 0)
 		return -1;
 	m = json_object();
-	auth = json_pack("[s, s]", "client_secret_basic", "client_secret_post");
+	/* Agents and services may use secrets or keys. */
+	auth = json_pack("[s, s, s]", "client_secret_basic",
+	    "client_secret_post", "private_key_jwt");
 	if (m == NULL || auth == NULL)
 		goto fail;
 	json_object_set_new(m, "issuer", json_string(cfg->issuer));
@@ -90,8 +92,20 @@ api_init(const struct broker_config *cfg)
 	/* No authorization endpoint, so no response types. */
 	json_object_set_new(m, "response_types_supported", json_array());
 	json_object_set(m, "token_endpoint_auth_methods_supported", auth);
-	json_object_set(m, "introspection_endpoint_auth_methods_supported", auth);
-	json_object_set(m, "revocation_endpoint_auth_methods_supported", auth);
+	json_object_set(m, "introspection_endpoint_auth_methods_supported",
+	    auth);
+	json_object_set_new(m,
+	    "introspection_endpoint_auth_signing_alg_values_supported",
+	    json_pack("[s, s]", "ES256", "EdDSA"));
+	json_object_set(m, "revocation_endpoint_auth_methods_supported",
+	    auth);
+	json_object_set_new(m, "token_endpoint_auth_signing_alg_values_supported",
+	    json_pack("[s, s]", "ES256", "EdDSA"));
+	json_object_set_new(m, "dpop_signing_alg_values_supported",
+	    json_pack("[s, s]", "ES256", "EdDSA"));
+	json_object_set_new(m,
+	    "revocation_endpoint_auth_signing_alg_values_supported",
+	    json_pack("[s, s]", "ES256", "EdDSA"));
 	json_object_set_new(m, "access_token_signing_alg_values_supported",
 	    json_pack("[s]", "ES256"));
 	json_object_set_new(m, "authorization_details_types_supported",

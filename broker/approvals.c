@@ -1209,7 +1209,8 @@ same_scopes(const char *text, const struct scope_list *l)
 enum cs_err
 approvals_collect(const struct broker_config *cfg,
     const struct client *client, const char *id, const char *scope,
-    const char *resource, struct token_issued *out, struct cs_error *err)
+    const char *resource, const char *dpop_jkt, struct token_issued *out,
+    struct cs_error *err)
 {
 	struct db_result *lock = NULL, *appr = NULL;
 	struct scope_list approved = { 0 };
@@ -1364,7 +1365,9 @@ approvals_collect(const struct broker_config *cfg,
 	claims = json_pack("{s:{s:s, s:O}}", "approval", "id", id,
 	    "approvers", names);
 	if (claims == NULL || (details != NULL &&
-	    json_object_set(claims, "authorization_details", details) != 0)) {
+	    json_object_set(claims, "authorization_details", details) != 0) ||
+	    (dpop_jkt != NULL && json_object_set_new(claims, "cnf",
+	    json_pack("{s:s}", "jkt", dpop_jkt)) != 0)) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}

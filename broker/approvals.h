@@ -143,8 +143,10 @@ enum cs_err approvals_decide(const struct broker_config *cfg,
     const struct approval_decision *d, json_t **out, struct cs_error *err);
 
 /*
- * approvals_collect(cfg, client, id, scope, resource, out, err): the CIBA
- * token request. CS_ERR_AUTHORIZATION_PENDING, CS_ERR_SLOW_DOWN,
+ * approvals_collect(cfg, client, id, scope, resource, dpop_jkt, out, err):
+ * the CIBA token request. dpop_jkt, if not NULL, is the thumbprint of the
+ * key the token is bound to (cnf.jkt); the caller has checked it against
+ * the request's binding (dpop.h). CS_ERR_AUTHORIZATION_PENDING, CS_ERR_SLOW_DOWN,
  * CS_ERR_REQUEST_DENIED, CS_ERR_EXPIRED_TOKEN, CS_ERR_INVALID_GRANT
  * (unknown, another agent's, already collected, grants or approvers no
  * longer valid, scope/resource differing from the approved ones), or
@@ -152,7 +154,8 @@ enum cs_err approvals_decide(const struct broker_config *cfg,
  */
 enum cs_err approvals_collect(const struct broker_config *cfg,
     const struct client *client, const char *id, const char *scope,
-    const char *resource, struct token_issued *out, struct cs_error *err);
+    const char *resource, const char *dpop_jkt, struct token_issued *out,
+    struct cs_error *err);
 
 /*
  * approvals_expire_due(n): mark every pending or approved request past its

@@ -15,6 +15,7 @@
 #include "approvals.h"
 #include "audit.h"
 #include "b64.h"
+#include "clientauth.h"
 #include "cli.h"
 #include "httpclient.h"
 #include "db.h"
@@ -40,7 +41,9 @@ struct args {
 	const char *scope, *ttl, *url, *state, *jwks, *issuer;
 	const char *threshold, *window;
 	const char *from, *since, *until, *type, *agent, *jti, *checkpoint, *n;
+	const char *public_key;
 	int follow;
+	int require_dpop;	/* -1 unless --require-dpop or --no-require-dpop */
 	int end_of_options;
 	int owner_may_approve;
 };
@@ -55,11 +58,12 @@ cli_usage(void)
 	    "\n"
 	    "  serve                               run the broker\n"
 	    "  migrate                             apply database migrations\n"
-	    "  agent add NAME [--owner EMAIL] [--json]\n"
+	    "  agent add NAME [--owner EMAIL] [--public-key FILE] [--json]\n"
 	    "  agent disable NAME\n"
 	    "  agent resume NAME                   lift a tripwire's suspension\n"
 	    "  agent list [--json]\n"
-	    "  scope add NAME --kind read|write [--max-ttl DURATION] [--json]\n"
+	    "  scope add NAME --kind read|write [--max-ttl DURATION]\n"
+	    "            [--require-dpop|--no-require-dpop] [--json]\n"
 	    "  scope list [--json]\n"
 	    "  grant add AGENT SCOPE --audience AUD [--max-ttl DURATION]\n"
 	    "            [--expires-at RFC3339] [--json]\n"
@@ -76,7 +80,7 @@ cli_usage(void)
 	    "            [--json]      KIND: write_requests, denials, new_audience\n"
 	    "  tripwire list [--json]\n"
 	    "  tripwire remove ID\n"
-	    "  service add NAME --audience AUD[,AUD...] [--json]\n"
+	    "  service add NAME --audience AUD[,AUD...] [--public-key FILE] [--json]\n"
 	    "  service list [--json]\n"
 	    "  token revoke JTI\n"
 	    "  token verify --jwks URL|FILE [--audience AUD] [--issuer ISS] TOKEN\n"
@@ -104,6 +108,7 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 	int i;
 
 	memset(a, 0, sizeof(*a));
+	a->require_dpop = -1;
 	for (i = 0; i < argc; i++) {
 		const char *arg = argv[i];
 		const char **slot = NULL;
@@ -136,6 +141,16 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 		}
 		if (strcmp(arg, "--follow") == 0) {
 			a->follow = 1;
+			continue;
+		}
+		if (strcmp(arg, "--require-dpop") == 0 ||
+		    strcmp(arg, "--no-require-dpop") == 0) {
+			if (a->require_dpop != -1) {
+				fprintf(stderr, "countersign: give --require-dpop "
+				    "or --no-require-dpop once\n");
+				return -1;
+			}
+			a->require_dpop = strcmp(arg, "--require-dpop") == 0;
 			continue;
 		}
 		if (strcmp(arg, "--owner") == 0)
@@ -192,6 +207,8 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			slot = &a->threshold;
 		else if (strcmp(arg, "--window") == 0)
 			slot = &a->window;
+		else if (strcmp(arg, "--public-key") == 0)
+			slot = &a->public_key;
 		if (slot == NULL || i + 1 >= argc) {
 			fprintf(stderr, "countersign: %s needs a value\n", arg);
 			return -1;
@@ -259,6 +276,38 @@ parse_ttl_flag(const char *text, int64_t *out)
 	return 0;
 }
 
+/* agent add NAME --public-key FILE: an agent without a secret. */
+static int
+agent_add_keyed(const struct args *a)
+{
+	struct jose_key key;
+	struct cs_error err;
+	char client_id[CS_NAME_MAX + 1];
+	int rc = 1;
+
+	if (clientauth_load_key(a->public_key, &key, &err) != CS_OK)
+		return fail(&err);
+	if (clientauth_register(a->pos[0], a->owner, actor, &key, client_id,
+	    &err) != CS_OK) {
+		fail(&err);
+		goto out;
+	}
+	if (a->json)
+		print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "name",
+		    a->pos[0], "client_id", client_id, "token_endpoint_auth_method",
+		    "private_key_jwt", "key_alg", jose_alg_name(key.alg),
+		    "key_thumbprint", key.kid, "owner", a->owner));
+	else
+		printf("agent %s created\nclient_id:      %s\n"
+		    "authentication: private_key_jwt (%s)\n"
+		    "key thumbprint: %s\n", a->pos[0], client_id,
+		    jose_alg_name(key.alg), key.kid);
+	rc = 0;
+out:
+	jose_key_clear(&key);
+	return rc;
+}
+
 static int
 cmd_agent(int argc, char **argv)
 {
@@ -270,9 +319,11 @@ cmd_agent(int argc, char **argv)
 	if (strcmp(argv[0], "add") == 0) {
 		char client_id[CS_NAME_MAX + 1], secret[AGENTS_SECRET_LEN + 1];
 
-		if (parse_args(argc - 1, argv + 1, "--owner --json", &a) != 0 ||
-		    a.npos != 1)
+		if (parse_args(argc - 1, argv + 1, "--owner --public-key --json",
+		    &a) != 0 || a.npos != 1)
 			goto usage;
+		if (a.public_key != NULL)
+			return agent_add_keyed(&a);
 		if (agents_add(a.pos[0], a.owner, actor, client_id, secret,
 		    &err) != CS_OK)
 			return fail(&err);
@@ -325,8 +376,8 @@ cmd_agent(int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: countersign agent add NAME [--owner EMAIL] "
-	    "[--json] | agent disable NAME | agent resume NAME\n"
-	    "       | agent list [--json]\n");
+	    "[--public-key FILE] [--json] | agent disable NAME |\n"
+	    "       agent resume NAME | agent list [--json]\n");
 	return 2;
 }
 
@@ -414,8 +465,9 @@ cmd_scope(int argc, char **argv)
 		int64_t n;
 
 		if (parse_args(argc - 1, argv + 1, "--kind --max-ttl --approvals "
-		    "--approver-group --owner-may-approve --uses --json",
-		    &a) != 0 || a.npos != 1 || a.kind == NULL)
+		    "--approver-group --owner-may-approve --uses --require-dpop "
+		    "--no-require-dpop --json", &a) != 0 || a.npos != 1 ||
+		    a.kind == NULL)
 			goto usage;
 		if (parse_ttl_flag(a.max_ttl, &ttl) != 0)
 			return 2;
@@ -426,6 +478,7 @@ cmd_scope(int argc, char **argv)
 		p.approvals_required = 1;
 		p.approver_group = a.group;
 		p.owner_may_approve = a.owner_may_approve;
+		p.require_dpop = a.require_dpop;
 		if (a.approvals != NULL) {
 			if (util_parse_int64(a.approvals, 1, 10, &n) != 0) {
 				fprintf(stderr, "countersign: --approvals must be "
@@ -444,8 +497,10 @@ cmd_scope(int argc, char **argv)
 		if (grants_scope_add(&p, actor, &err) != CS_OK)
 			return fail(&err);
 		if (a.json)
-			print_json(json_pack("{s:s, s:s, s:I}", "name", a.pos[0],
-			    "kind", a.kind, "max_ttl", (json_int_t)ttl));
+			print_json(json_pack("{s:s, s:s, s:I, s:b}", "name",
+			    a.pos[0], "kind", a.kind, "max_ttl", (json_int_t)ttl,
+			    "require_dpop", a.require_dpop < 0 ?
+			    strcmp(a.kind, "read") != 0 : a.require_dpop));
 		else
 			printf("scope %s (%s) created\n", a.pos[0], a.kind);
 		return 0;
@@ -463,7 +518,8 @@ cmd_scope(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: countersign scope add NAME --kind read|write "
 	    "[--max-ttl DURATION] [--approvals N] [--approver-group G]\n"
-	    "           [--owner-may-approve] [--uses N] [--json]\n"
+	    "           [--owner-may-approve] [--uses N]\n"
+	    "           [--require-dpop|--no-require-dpop] [--json]\n"
 	    "       countersign scope list [--json]\n");
 	return 2;
 }
@@ -605,6 +661,38 @@ usage:
 	return 2;
 }
 
+/* service add NAME --audience AUD --public-key FILE: no secret. */
+static int
+service_add_keyed(const struct args *a)
+{
+	struct jose_key key;
+	struct cs_error err;
+	int rc = 1;
+
+	if (clientauth_load_key(a->public_key, &key, &err) != CS_OK)
+		return fail(&err);
+	if (clientauth_register_service(a->pos[0], a->audience, actor, &key,
+	    &err) != CS_OK) {
+		fail(&err);
+		goto out;
+	}
+	if (a->json)
+		print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name",
+		    a->pos[0], "client_id", a->pos[0],
+		    "introspection_endpoint_auth_method", "private_key_jwt",
+		    "key_alg", jose_alg_name(key.alg), "key_thumbprint", key.kid,
+		    "audiences", a->audience));
+	else
+		printf("service %s created\nclient_id:      %s\n"
+		    "authentication: private_key_jwt (%s)\n"
+		    "key thumbprint: %s\n", a->pos[0], a->pos[0],
+		    jose_alg_name(key.alg), key.kid);
+	rc = 0;
+out:
+	jose_key_clear(&key);
+	return rc;
+}
+
 static int
 cmd_service(int argc, char **argv)
 {
@@ -616,9 +704,11 @@ cmd_service(int argc, char **argv)
 	if (strcmp(argv[0], "add") == 0) {
 		char secret[AGENTS_SECRET_LEN + 1];
 
-		if (parse_args(argc - 1, argv + 1, "--audience --json", &a) != 0 ||
-		    a.npos != 1 || a.audience == NULL)
+		if (parse_args(argc - 1, argv + 1, "--audience --public-key --json",
+		    &a) != 0 || a.npos != 1 || a.audience == NULL)
 			goto usage;
+		if (a.public_key != NULL)
+			return service_add_keyed(&a);
 		if (services_add(a.pos[0], a.audience, actor, secret, &err) != CS_OK)
 			return fail(&err);
 		if (a.json)
@@ -644,7 +734,8 @@ cmd_service(int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: countersign service add NAME --audience "
-	    "AUD[,AUD...] [--json] | service list [--json]\n");
+	    "AUD[,AUD...] [--public-key FILE] [--json] | service list "
+	    "[--json]\n");
 	return 2;
 }
 

@@ -38,6 +38,7 @@ enum cs_err {
 	CS_ERR_FORBIDDEN,		/* 403 forbidden */
 	CS_ERR_INTERNAL,		/* 500 server_error */
 	CS_ERR_UNAVAILABLE,		/* 503 temporarily_unavailable */
+	CS_ERR_INVALID_DPOP_PROOF,	/* 400 invalid_dpop_proof (RFC 9449) */
 	CS_ERR__COUNT
 };
 

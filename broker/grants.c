@@ -27,16 +27,18 @@ static const struct db_stmt resolve = {
 static const struct db_stmt scope_insert = {
 	"grants_scope_insert",
 	"WITH s AS (INSERT INTO scopes (name, kind, max_ttl_seconds, "
-	"approvals_required, approver_group, owner_may_approve, max_uses) "
+	"approvals_required, approver_group, owner_may_approve, max_uses, "
+	"require_dpop) "
 	"VALUES ($1, $2, nullif($3::int, 0), $5::int, $6, $7::bool, "
-	"nullif($8::int, 0)) RETURNING *) "
+	"nullif($8::int, 0), $9::bool) RETURNING *) "
 	"INSERT INTO audit_events (type, actor, subject, details) "
 	"SELECT 'scope.created', $4, 'scope:' || s.name, "
 	"jsonb_build_object('kind', s.kind, 'max_ttl', s.max_ttl_seconds, "
 	"'approvals', s.approvals_required, 'approver_group', s.approver_group, "
-	"'owner_may_approve', s.owner_may_approve, 'max_uses', s.max_uses) "
+	"'owner_may_approve', s.owner_may_approve, 'max_uses', s.max_uses, "
+	"'require_dpop', coalesce(s.require_dpop, s.kind <> 'read')) "
 	"FROM s RETURNING seq",
-	8
+	9
 };
 
 static const struct db_stmt scope_list = {
@@ -46,7 +48,9 @@ static const struct db_stmt scope_list = {
 	"CASE WHEN kind = 'write' THEN approvals_required END, "
 	"'approver_group', approver_group, 'owner_may_approve', "
 	"CASE WHEN kind = 'write' THEN owner_may_approve END, "
-	"'max_uses', max_uses) ORDER BY name), '[]'::jsonb)::text FROM scopes",
+	"'max_uses', max_uses, 'require_dpop', "
+	"coalesce(require_dpop, kind <> 'read')) ORDER BY name), "
+	"'[]'::jsonb)::text FROM scopes",
 	0
 };
 
@@ -262,7 +266,7 @@ enum cs_err
 grants_scope_add(const struct scope_policy *p, const char *actor,
     struct cs_error *err)
 {
-	const char *params[8];
+	const char *params[9];
 	char ttl[24], appr[24], uses[24];
 	int write;
 	enum cs_err rc;
@@ -301,6 +305,9 @@ grants_scope_add(const struct scope_policy *p, const char *actor,
 	params[5] = p->approver_group;
 	params[6] = p->owner_may_approve ? "true" : "false";
 	params[7] = uses;
+	/* NULL keeps the default: DPoP required for write scopes. */
+	params[8] = p->require_dpop < 0 ? NULL :
+	    p->require_dpop ? "true" : "false";
 	rc = db_exec(&scope_insert, params, NULL);
 	if (rc == CS_ERR_CONFLICT)
 		return cs_error_set(err, rc, "scope '%s' already exists", p->name);

@@ -68,6 +68,7 @@ struct scope_policy {
 	const char *approver_group;	/* NULL: any approver */
 	int owner_may_approve;
 	int64_t max_uses;		/* 0: unlimited (read) / 1 (write default) */
+	int require_dpop;		/* -1: default (write scopes), 0: off, 1: on */
 };
 
 /*

@@ -86,6 +86,7 @@ static const struct {
 	[CS_ERR_FORBIDDEN] = { 403, "forbidden" },
 	[CS_ERR_INTERNAL] = { 500, "server_error" },
 	[CS_ERR_UNAVAILABLE] = { 503, "temporarily_unavailable" },
+	[CS_ERR_INVALID_DPOP_PROOF] = { 400, "invalid_dpop_proof" },
 };
 
 unsigned

@@ -1,6 +1,7 @@
 /*
- * jose.c: JWS compact serialisation with ES256 only, on OpenSSL 3 and
- * jansson.
+ * jose.c: JWS compact serialisation on OpenSSL 3 and jansson. The broker
+ * signs and accepts its own tokens with ES256 only; keys registered by
+ * clients (private_key_jwt, DPoP) may also be Ed25519 (EdDSA).
  *
  * The verifier trusts nothing in a token until the signature has been
  * checked, and even the unsigned header may only name things we already
@@ -23,6 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/pem.h>
 
 #include "b64.h"
 #include "jose.h"
@@ -30,6 +32,9 @@
 /* Size of one P-256 coordinate or scalar, and of a raw R||S signature. */
 #define JOSE_P256_LEN		32
 #define JOSE_ES256_SIG_LEN	64
+/* An Ed25519 public key and signature (RFC 8032). */
+#define JOSE_ED25519_LEN	32
+#define JOSE_EDDSA_SIG_LEN	64
 
 /*
  * The order n of the P-256 group (SEC 2, FIPS 186-4 D.1.2.3), big-endian.
@@ -166,6 +171,43 @@ out:
 	return rc;
 }
 
+/*
+ * The raw 32-byte public key of an Ed25519 pkey as base64url (RFC 8037
+ * §2 "x"), into xs (JOSE_KID_LEN + 1 bytes). Returns 0 or -1.
+ */
+static int
+jose_ed25519_x(const EVP_PKEY *pkey, char *xs)
+{
+	unsigned char raw[JOSE_ED25519_LEN];
+	size_t n = sizeof(raw);
+
+	if (EVP_PKEY_get_raw_public_key(pkey, raw, &n) != 1 ||
+	    n != JOSE_ED25519_LEN)
+		return -1;
+	b64_url_encode(raw, n, xs);
+	return 0;
+}
+
+/* The RFC 7638 thumbprint of an Ed25519 key (RFC 8037 §2 members). */
+static int
+jose_ed25519_kid(const EVP_PKEY *pkey, char *kid)
+{
+	unsigned char md[32];
+	char xs[JOSE_KID_LEN + 1], tp[96];
+	int n;
+
+	if (jose_ed25519_x(pkey, xs) != 0)
+		return -1;
+	n = snprintf(tp, sizeof(tp),
+	    "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", xs);
+	if (n < 0 || (size_t)n >= sizeof(tp))
+		return -1;
+	if (EVP_Digest(tp, (size_t)n, md, NULL, EVP_sha256(), NULL) != 1)
+		return -1;
+	b64_url_encode(md, sizeof(md), kid);
+	return 0;
+}
+
 int
 jose_key_init(struct jose_key *k, EVP_PKEY *pkey)
 {
@@ -176,6 +218,15 @@ jose_key_init(struct jose_key *k, EVP_PKEY *pkey)
 	if (k == NULL)
 		goto out;
 	memset(k, 0, sizeof(*k));
+	if (pkey != NULL && EVP_PKEY_is_a(pkey, "ED25519")) {
+		if (jose_ed25519_kid(pkey, k->kid) != 0)
+			goto out;
+		k->alg = JOSE_ALG_EDDSA;
+		k->pkey = pkey;
+		pkey = NULL;
+		rc = 0;
+		goto out;
+	}
 	if (pkey == NULL || !jose_is_p256(pkey))
 		goto out;
 	if (jose_ec_xy(pkey, x, y) != 0)
@@ -217,6 +268,53 @@ jose_key_clear(struct jose_key *k)
 	OPENSSL_cleanse(k, sizeof(*k));
 }
 
+/*
+ * jose_key_from_jwk for kty OKP: Ed25519 only (X25519 is a key agreement
+ * key and Ed448 is not offered), with the same refusals as for EC.
+ */
+static int
+jose_okp_from_jwk(struct jose_key *k, const json_t *jwk)
+{
+	unsigned char raw[JOSE_ED25519_LEN];
+	EVP_PKEY *pkey = NULL;
+	const json_t *v, *kid;
+	size_t n;
+	int rc = -1;
+
+	if (!jose_json_str_is(json_object_get(jwk, "crv"), "Ed25519"))
+		goto out;
+	if (json_object_get(jwk, "d") != NULL)
+		goto out;
+	v = json_object_get(jwk, "alg");
+	if (v != NULL && !jose_json_str_is(v, "EdDSA"))
+		goto out;
+	v = json_object_get(jwk, "use");
+	if (v != NULL && !jose_json_str_is(v, "sig"))
+		goto out;
+	kid = json_object_get(jwk, "kid");
+	if (kid != NULL && !json_is_string(kid))
+		goto out;
+	v = json_object_get(jwk, "x");
+	if (!json_is_string(v) || b64_url_decode(json_string_value(v),
+	    json_string_length(v), raw, sizeof(raw), &n) != 0 ||
+	    n != JOSE_ED25519_LEN)
+		goto out;
+	pkey = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, raw, n);
+	if (pkey == NULL)
+		goto out;
+	rc = jose_key_init(k, pkey);
+	pkey = NULL;
+	if (rc != 0)
+		goto out;
+	if (kid != NULL && !jose_json_str_is(kid, k->kid)) {
+		jose_key_clear(k);
+		rc = -1;
+	}
+out:
+	EVP_PKEY_free(pkey);
+	return rc;
+}
+
 int
 jose_key_from_jwk(struct jose_key *k, const json_t *jwk)
 {
@@ -234,6 +332,10 @@ jose_key_from_jwk(struct jose_key *k, const json_t *jwk)
 	memset(k, 0, sizeof(*k));
 	if (!json_is_object(jwk))
 		goto out;
+	if (jose_json_str_is(json_object_get(jwk, "kty"), "OKP")) {
+		rc = jose_okp_from_jwk(k, jwk);
+		goto out;
+	}
 	if (!jose_json_str_is(json_object_get(jwk, "kty"), "EC") ||
 	    !jose_json_str_is(json_object_get(jwk, "crv"), "P-256"))
 		goto out;
@@ -317,6 +419,15 @@ jose_key_public_jwk(const struct jose_key *k)
 	unsigned char x[JOSE_P256_LEN], y[JOSE_P256_LEN];
 	char xs[JOSE_KID_LEN + 1], ys[JOSE_KID_LEN + 1];
 
+	if (k != NULL && k->pkey != NULL && k->alg == JOSE_ALG_EDDSA) {
+		if (jose_ed25519_x(k->pkey, xs) != 0) {
+			ERR_clear_error();
+			return NULL;
+		}
+		return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "OKP",
+		    "crv", "Ed25519", "x", xs, "kid", k->kid, "alg", "EdDSA",
+		    "use", "sig");
+	}
 	if (k == NULL || k->pkey == NULL || k->alg != JOSE_ALG_ES256)
 		return NULL;
 	if (jose_ec_xy(k->pkey, x, y) != 0) {
@@ -619,5 +730,280 @@ jose_verify(const char *token, size_t len, const char *typ,
 out:
 	json_decref(payload);
 	json_decref(header);
+	return rc;
+}
+
+const char *
+jose_alg_name(enum jose_alg alg)
+{
+	return alg == JOSE_ALG_EDDSA ? "EdDSA" : "ES256";
+}
+
+int
+jose_key_from_pem(struct jose_key *k, const char *pem, size_t len)
+{
+	BIO *bio = NULL;
+	EVP_PKEY *pkey = NULL;
+	EVP_PKEY_CTX *cctx = NULL;
+	int rc = -1;
+
+	if (k == NULL)
+		goto out;
+	memset(k, 0, sizeof(*k));
+	if (pem == NULL || len == 0 || len > JOSE_MAX_TOKEN)
+		goto out;
+	if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL)
+		goto out;
+	/*
+	 * PEM_read_bio_PUBKEY reads only "BEGIN PUBLIC KEY", so a private
+	 * key handed over by mistake is refused rather than reduced to its
+	 * public half (and kept in memory).
+	 */
+	if ((pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL)) == NULL)
+		goto out;
+	if (EVP_PKEY_is_a(pkey, "EC")) {
+		if ((cctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) ==
+		    NULL || EVP_PKEY_public_check(cctx) != 1)
+			goto out;
+	} else if (!EVP_PKEY_is_a(pkey, "ED25519"))
+		goto out;
+	rc = jose_key_init(k, pkey);
+	pkey = NULL;
+out:
+	EVP_PKEY_CTX_free(cctx);
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	if (rc != 0)
+		ERR_clear_error();
+	return rc;
+}
+
+int
+jose_jwk_thumbprint(const json_t *jwk, char *out)
+{
+	static const char *const ec[] = { "crv", "kty", "x", "y", NULL };
+	static const char *const okp[] = { "crv", "kty", "x", NULL };
+	static const char *const rsa[] = { "e", "kty", "n", NULL };
+	const char *const *members;
+	unsigned char md[32];
+	json_t *req = NULL;
+	const json_t *v;
+	char *text = NULL;
+	size_t i;
+	int rc = -1;
+
+	if (!json_is_object(jwk) || out == NULL)
+		goto out;
+	v = json_object_get(jwk, "kty");
+	if (jose_json_str_is(v, "EC"))
+		members = ec;
+	else if (jose_json_str_is(v, "OKP"))
+		members = okp;
+	else if (jose_json_str_is(v, "RSA"))
+		members = rsa;
+	else
+		goto out;
+	if ((req = json_object()) == NULL)
+		goto out;
+	for (i = 0; members[i] != NULL; i++) {
+		v = json_object_get(jwk, members[i]);
+		if (!json_is_string(v) || json_string_length(v) > JOSE_MAX_TOKEN)
+			goto out;
+		if (json_object_set(req, members[i], (json_t *)v) != 0)
+			goto out;
+	}
+	/*
+	 * RFC 7638 §3.2: required members only, sorted by name, no
+	 * whitespace. jansson writes exactly that with these flags; the
+	 * values of a valid key are base64url or fixed names and need no
+	 * escaping, and any other value hashes to a thumbprint no valid key
+	 * has.
+	 */
+	if ((text = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+		goto out;
+	if (EVP_Digest(text, strlen(text), md, NULL, EVP_sha256(), NULL) != 1)
+		goto out;
+	b64_url_encode(md, sizeof(md), out);
+	rc = 0;
+out:
+	free(text);
+	json_decref(req);
+	return rc;
+}
+
+/*
+ * Split a compact JWS into its decoded segments inside buf (cap bytes,
+ * at least three quarters of JOSE_MAX_TOKEN), with the same structural
+ * rules as jose_verify: three non-empty strict base64url segments, no NUL.
+ * *signing_len is the length of the signing input (header "." payload).
+ */
+static enum jose_result
+jose_split(const char *token, size_t len, unsigned char *buf, size_t cap,
+    size_t *hdrlen, size_t *paylen, size_t *siglen, size_t *signing_len)
+{
+	const char *d1, *d2, *seg;
+	size_t hlen, plen, slen;
+
+	if (len > JOSE_MAX_TOKEN)
+		return JOSE_E_TOO_LARGE;
+	if (token == NULL || memchr(token, '\0', len) != NULL)
+		return JOSE_E_MALFORMED;
+	if ((d1 = memchr(token, '.', len)) == NULL)
+		return JOSE_E_MALFORMED;
+	hlen = (size_t)(d1 - token);
+	seg = d1 + 1;
+	if ((d2 = memchr(seg, '.', len - hlen - 1)) == NULL)
+		return JOSE_E_MALFORMED;
+	plen = (size_t)(d2 - seg);
+	slen = len - hlen - 1 - plen - 1;
+	if (memchr(d2 + 1, '.', slen) != NULL)
+		return JOSE_E_MALFORMED;
+	if (hlen == 0 || plen == 0 || slen == 0)
+		return JOSE_E_MALFORMED;
+	if (b64_url_decode(token, hlen, buf, cap, hdrlen) != 0)
+		return JOSE_E_MALFORMED;
+	if (b64_url_decode(seg, plen, buf + *hdrlen, cap - *hdrlen,
+	    paylen) != 0)
+		return JOSE_E_MALFORMED;
+	if (b64_url_decode(d2 + 1, slen, buf + *hdrlen + *paylen,
+	    cap - *hdrlen - *paylen, siglen) != 0)
+		return JOSE_E_MALFORMED;
+	*signing_len = hlen + 1 + plen;
+	return JOSE_OK;
+}
+
+enum jose_result
+jose_peek(const char *token, size_t len, json_t **header, json_t **claims)
+{
+	unsigned char buf[JOSE_MAX_TOKEN / 4 * 3];
+	size_t hdrlen, paylen, siglen, signing;
+	json_t *h = NULL, *c = NULL;
+	enum jose_result rc;
+
+	if (header != NULL)
+		*header = NULL;
+	if (claims != NULL)
+		*claims = NULL;
+	rc = jose_split(token, len, buf, sizeof(buf), &hdrlen, &paylen,
+	    &siglen, &signing);
+	if (rc != JOSE_OK)
+		return rc;
+	h = json_loadb((const char *)buf, hdrlen, JSON_REJECT_DUPLICATES, NULL);
+	c = json_loadb((const char *)buf + hdrlen, paylen,
+	    JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(h) || !json_is_object(c)) {
+		json_decref(h);
+		json_decref(c);
+		return JOSE_E_MALFORMED;
+	}
+	if (header != NULL)
+		*header = h;
+	else
+		json_decref(h);
+	if (claims != NULL)
+		*claims = c;
+	else
+		json_decref(c);
+	return JOSE_OK;
+}
+
+/* Verify a 64-byte Ed25519 signature over msg (RFC 8032, pure EdDSA). */
+static int
+jose_eddsa_verify(EVP_PKEY *pkey, const char *msg, size_t n,
+    const unsigned char *sig)
+{
+	EVP_MD_CTX *mctx = NULL;
+	int ok = 0;
+
+	if ((mctx = EVP_MD_CTX_new()) == NULL)
+		goto out;
+	/* Ed25519 hashes internally: no digest is named. */
+	if (EVP_DigestVerifyInit_ex(mctx, NULL, NULL, NULL, NULL, pkey,
+	    NULL) != 1)
+		goto out;
+	ok = EVP_DigestVerify(mctx, sig, JOSE_EDDSA_SIG_LEN,
+	    (const unsigned char *)msg, n) == 1;
+out:
+	EVP_MD_CTX_free(mctx);
+	if (!ok)
+		ERR_clear_error();
+	return ok;
+}
+
+enum jose_result
+jose_verify_key(const char *token, size_t len, const struct jose_key *key,
+    const char *const *allowed, json_t **header, json_t **claims)
+{
+	unsigned char buf[JOSE_MAX_TOKEN / 4 * 3];
+	size_t hdrlen, paylen, siglen, signing, i;
+	const char *name;
+	json_t *hobj = NULL, *payload = NULL, *v;
+	enum jose_result rc;
+	int ok;
+
+	if (header != NULL)
+		*header = NULL;
+	if (claims != NULL)
+		*claims = NULL;
+	rc = jose_split(token, len, buf, sizeof(buf), &hdrlen, &paylen,
+	    &siglen, &signing);
+	if (rc != JOSE_OK)
+		goto out;
+	rc = JOSE_E_MALFORMED;
+	hobj = json_loadb((const char *)buf, hdrlen, JSON_REJECT_DUPLICATES,
+	    NULL);
+	if (!json_is_object(hobj))
+		goto out;
+
+	/*
+	 * Every member must be one the caller understands: crit, jku, x5u
+	 * and the like are refused rather than ignored.
+	 */
+	rc = JOSE_E_HEADER;
+	json_object_foreach(hobj, name, v) {
+		for (i = 0; allowed != NULL && allowed[i] != NULL; i++)
+			if (strcmp(allowed[i], name) == 0)
+				break;
+		if (allowed == NULL || allowed[i] == NULL)
+			goto out;
+	}
+	/* The registered key, not the token, decides the algorithm. */
+	if (key == NULL || key->pkey == NULL ||
+	    !jose_json_str_is(json_object_get(hobj, "alg"),
+	    jose_alg_name(key->alg)))
+		goto out;
+
+	rc = JOSE_E_SIGNATURE;
+	if (key->alg == JOSE_ALG_ES256) {
+		if (siglen != JOSE_ES256_SIG_LEN)
+			goto out;
+		ok = jose_es256_verify(key->pkey, token, signing,
+		    buf + hdrlen + paylen);
+	} else {
+		if (siglen != JOSE_EDDSA_SIG_LEN)
+			goto out;
+		ok = jose_eddsa_verify(key->pkey, token, signing,
+		    buf + hdrlen + paylen);
+	}
+	if (!ok)
+		goto out;
+
+	rc = JOSE_E_MALFORMED;
+	payload = json_loadb((const char *)buf + hdrlen, paylen,
+	    JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(payload))
+		goto out;
+	if (header != NULL) {
+		*header = hobj;
+		hobj = NULL;
+	}
+	if (claims != NULL) {
+		*claims = payload;
+		payload = NULL;
+	}
+	rc = JOSE_OK;
+out:
+	json_decref(payload);
+	json_decref(hobj);
 	return rc;
 }

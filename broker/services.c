@@ -23,10 +23,25 @@ static const struct db_stmt insert_service = {
 	4
 };
 
+static const struct db_stmt insert_keyed_service = {
+	"services_insert_keyed",
+	"WITH s AS (INSERT INTO services (name, audiences, public_jwk, key_alg, "
+	"key_thumbprint) VALUES ($1, $2::text[], $3::jsonb, $4, $5) "
+	"RETURNING id, name, audiences) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'service.created', $6, 'service:' || s.name, "
+	"jsonb_build_object('service_id', s.id, 'audiences', s.audiences, "
+	"'auth_method', 'private_key_jwt', 'key_thumbprint', $5::text) "
+	"FROM s RETURNING seq",
+	6
+};
+
 static const struct db_stmt list_services = {
 	"services_list",
 	"SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, "
 	"'client_id', name, 'audiences', audiences, 'created_at', created_at, "
+	"'auth_method', CASE WHEN public_jwk IS NULL THEN 'client_secret' "
+	"ELSE 'private_key_jwt' END, 'key_thumbprint', key_thumbprint, "
 	"'disabled', disabled_at IS NOT NULL) ORDER BY name), '[]'::jsonb)::text "
 	"FROM services",
 	0
@@ -75,20 +90,19 @@ valid_audience(const char *a)
 	return 1;
 }
 
-enum cs_err
-services_add(const char *name, const char *audiences, const char *actor,
-    char *secret, struct cs_error *err)
+/*
+ * Parse a comma-separated audience list into an array literal for a
+ * text[] parameter (*arr, caller frees). Returns CS_OK or the error.
+ */
+static enum cs_err
+audience_param(const char *audiences, char **arr, struct cs_error *err)
 {
-	char *items[SERVICES_AUDIENCES_MAX], *copy = NULL, *arr = NULL;
-	char *hash_param = NULL;
-	const char *params[4];
+	char *items[SERVICES_AUDIENCES_MAX], *copy = NULL;
 	size_t n = 0, i = 0;
 	int bad;
-	enum cs_err rc;
+	enum cs_err rc = CS_OK;
 
-	if (!util_valid_name(name))
-		return cs_error_set(err, CS_ERR_INVALID_REQUEST, "service names "
-		    "are 1-64 characters of [A-Za-z0-9._-]");
+	*arr = NULL;
 	copy = strdup(audiences != NULL ? audiences : "");
 	if (copy == NULL)
 		return cs_error_set(err, CS_ERR_INTERNAL, "out of memory");
@@ -106,8 +120,27 @@ services_add(const char *name, const char *audiences, const char *actor,
 		    "a service needs at least one audience");
 		goto out;
 	}
-	arr = db_text_array((const char *const *)items, n);
-	if (arr == NULL || keys_new_secret(secret, &hash_param) != 0) {
+	if ((*arr = db_text_array((const char *const *)items, n)) == NULL)
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+out:
+	free(copy);
+	return rc;
+}
+
+enum cs_err
+services_add(const char *name, const char *audiences, const char *actor,
+    char *secret, struct cs_error *err)
+{
+	char *arr = NULL, *hash_param = NULL;
+	const char *params[4];
+	enum cs_err rc;
+
+	if (!util_valid_name(name))
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST, "service names "
+		    "are 1-64 characters of [A-Za-z0-9._-]");
+	if ((rc = audience_param(audiences, &arr, err)) != CS_OK)
+		goto out;
+	if (keys_new_secret(secret, &hash_param) != 0) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
@@ -125,7 +158,36 @@ out:
 		util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
 	free(hash_param);
 	free(arr);
-	free(copy);
+	return rc;
+}
+
+enum cs_err
+services_add_keyed(const char *name, const char *audiences, const char *actor,
+    const char *jwk, const char *alg, const char *thumbprint,
+    struct cs_error *err)
+{
+	char *arr = NULL;
+	const char *params[6];
+	enum cs_err rc;
+
+	if (!util_valid_name(name))
+		return cs_error_set(err, CS_ERR_INVALID_REQUEST, "service names "
+		    "are 1-64 characters of [A-Za-z0-9._-]");
+	if ((rc = audience_param(audiences, &arr, err)) != CS_OK)
+		goto out;
+	params[0] = name;
+	params[1] = arr;
+	params[2] = jwk;
+	params[3] = alg;
+	params[4] = thumbprint;
+	params[5] = actor;
+	rc = db_exec(&insert_keyed_service, params, NULL);
+	if (rc == CS_ERR_CONFLICT)
+		cs_error_set(err, rc, "a service named '%s' already exists", name);
+	else if (rc != CS_OK)
+		cs_error_set(err, rc, "database error");
+out:
+	free(arr);
 	return rc;
 }
 
@@ -194,10 +256,12 @@ services_authenticate(const char *authorization, const struct form *body,
 		    "the broker cannot check credentials right now");
 		goto out;
 	}
-	if (!keys_secret_matches(secret, db_nrows(res) == 1 ?
-	    db_value(res, 0, 2) : NULL)) {
-		rc = auth_failed(id, method, endpoint, db_nrows(res) == 1 ? "bad_secret" :
-		    "unknown_client", err);
+	if (!keys_secret_matches(secret, db_nrows(res) == 1 &&
+	    !db_isnull(res, 0, 2) ? db_value(res, 0, 2) : NULL)) {
+		/* A service registered with a key has no secret to match. */
+		rc = auth_failed(id, method, endpoint, db_nrows(res) != 1 ?
+		    "unknown_client" : db_isnull(res, 0, 2) ?
+		    "secret_not_allowed" : "bad_secret", err);
 		goto out;
 	}
 	if (strcmp(db_value(res, 0, 3), "t") == 0) {

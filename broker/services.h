@@ -36,6 +36,17 @@ int services_has_audience(const struct service *s, const char *aud);
 enum cs_err services_add(const char *name, const char *audiences,
     const char *actor, char *secret, struct cs_error *err);
 
+/*
+ * services_add_keyed(name, audiences, actor, jwk, alg, thumbprint, err): as
+ * services_add, for a service that authenticates with private_key_jwt:
+ * jwk is the public JWK text, alg its pinned algorithm, thumbprint its
+ * RFC 7638 thumbprint (clientauth_register_service prepares them). No
+ * secret exists.
+ */
+enum cs_err services_add_keyed(const char *name, const char *audiences,
+    const char *actor, const char *jwk, const char *alg,
+    const char *thumbprint, struct cs_error *err);
+
 /* services_list(out): a new JSON array of services (no secrets). */
 enum cs_err services_list(json_t **out);
 

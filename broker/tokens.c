@@ -356,7 +356,11 @@ tokens_issue_read(const struct broker_config *cfg,
 	m.ttl = tokens_ttl(req->requested_ttl, cfg->default_ttl, cfg->max_ttl,
 	    limits, nl);
 	m.read_only = 1;
+	if (req->dpop_jkt != NULL && (m.extra_claims = json_pack("{s:{s:s}}",
+	    "cnf", "jkt", req->dpop_jkt)) == NULL)
+		return cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 	rc = tokens_mint(cfg, &m, out, err);
+	json_decref(m.extra_claims);
 	if (rc != CS_ERR_CONFLICT)
 		return rc;
 	/*
@@ -457,8 +461,12 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	if (json_object_get(claims, "authorization_details") != NULL)
 		json_object_set(resp, "authorization_details",
 		    json_object_get(claims, "authorization_details"));
-	if (json_object_get(claims, "cnf") != NULL)
+	if (json_object_get(claims, "cnf") != NULL) {
 		json_object_set(resp, "cnf", json_object_get(claims, "cnf"));
+		/* RFC 9449 §6.2: the service must demand a proof by cnf.jkt. */
+		if (json_object_get(json_object_get(claims, "cnf"), "jkt") != NULL)
+			json_object_set_new(resp, "token_type", json_string("DPoP"));
+	}
 	if (json_object_get(claims, "act") != NULL)
 		json_object_set(resp, "act", json_object_get(claims, "act"));
 	if (db_value(res, 0, 2)[0] != '\0') {

@@ -25,6 +25,7 @@ struct token_request {
 	const struct scope_list *scopes;
 	const char *audience;
 	int64_t requested_ttl;	/* seconds; 0 when the client asked none */
+	const char *dpop_jkt;	/* cnf.jkt (RFC 9449); NULL for a bearer token */
 };
 
 struct token_issued {

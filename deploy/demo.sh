@@ -88,7 +88,8 @@ if ! jq -e 'any(.[]; .name == "forum:read")' <<<"$scopes" >/dev/null; then
 fi
 post_scope=$(jq -c '.[] | select(.name == "forum:post")' <<<"$scopes")
 if [ -z "$post_scope" ]; then
-	cs scope add forum:post --kind write --approver-group forum-mods --max-ttl 5m >/dev/null
+	# The demo agent is a plain HTTP client without DPoP (docs/dpop.md).
+	cs scope add forum:post --kind write --no-require-dpop --approver-group forum-mods --max-ttl 5m >/dev/null
 	say "Created the write scope forum:post: approvers of group forum-mods decide."
 else
 	[ "$(jq -r .kind <<<"$post_scope")" = write ] ||

@@ -15,7 +15,9 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
+#include "b64.h"
 #include "countersign/verify.h"
 #include "jose.h"
 #include "verify_internal.h"
@@ -338,4 +340,140 @@ cs_claims_has_scope(const struct cs_claims *c, const char *scope)
 		p = end + 1;
 	}
 	return 0;
+}
+
+const char *
+cs_dpop_result_name(enum cs_dpop_result r)
+{
+	switch (r) {
+	case CS_DPOP_OK:
+		return "ok";
+	case CS_DPOP_NOT_BOUND:
+		return "not_bound";
+	case CS_DPOP_MALFORMED:
+		return "malformed";
+	case CS_DPOP_BAD_HEADER:
+		return "bad_header";
+	case CS_DPOP_BAD_SIGNATURE:
+		return "bad_signature";
+	case CS_DPOP_WRONG_KEY:
+		return "wrong_key";
+	case CS_DPOP_WRONG_HTM:
+		return "wrong_htm";
+	case CS_DPOP_WRONG_HTU:
+		return "wrong_htu";
+	case CS_DPOP_BAD_IAT:
+		return "bad_iat";
+	case CS_DPOP_BAD_ATH:
+		return "bad_ath";
+	case CS_DPOP_MISSING_JTI:
+		return "missing_jti";
+	}
+	return "unknown";
+}
+
+/* True if v is a JSON string whose bytes are exactly s. */
+static int
+dpop_str_is(const json_t *v, const char *s)
+{
+	size_t n = strlen(s);
+
+	return json_is_string(v) && json_string_length(v) == n &&
+	    memcmp(json_string_value(v), s, n) == 0;
+}
+
+enum cs_dpop_result
+cs_verify_dpop_proof(const struct cs_claims *c, const char *token,
+    const char *proof, const char *htm, const char *htu, int64_t now,
+    int window, char *jti, size_t jticap)
+{
+	static const char *const allowed[] = { "typ", "alg", "jwk", NULL };
+	struct jose_key key = { 0 };
+	json_t *peeked = NULL, *claims = NULL;
+	const json_t *jwk, *v;
+	unsigned char md[32];
+	char want[JOSE_KID_LEN + 1];
+	const char *s;
+	size_t len, cut;
+	int64_t iat;
+	enum cs_dpop_result rc;
+
+	if (jti != NULL && jticap > 0)
+		jti[0] = '\0';
+	if (c == NULL || c->cnf_jkt == NULL)
+		return CS_DPOP_NOT_BOUND;
+	rc = CS_DPOP_MALFORMED;
+	if (token == NULL || proof == NULL || htm == NULL || htu == NULL ||
+	    (len = strlen(proof)) == 0 || len > JOSE_MAX_TOKEN)
+		goto out;
+	if (jose_peek(proof, len, &peeked, NULL) != JOSE_OK)
+		goto out;
+	rc = CS_DPOP_BAD_HEADER;
+	if (!dpop_str_is(json_object_get(peeked, "typ"), "dpop+jwt"))
+		goto out;
+	jwk = json_object_get(peeked, "jwk");
+	if (!json_is_object(jwk) || json_object_get(jwk, "d") != NULL)
+		goto out;
+	/* The key from the header is only trusted once it is cnf.jkt's. */
+	if (jose_key_from_jwk(&key, jwk) != 0)
+		goto out;
+	rc = CS_DPOP_WRONG_KEY;
+	if (strlen(c->cnf_jkt) != JOSE_KID_LEN ||
+	    CRYPTO_memcmp(key.kid, c->cnf_jkt, JOSE_KID_LEN) != 0)
+		goto out;
+	switch (jose_verify_key(proof, len, &key, allowed, NULL, &claims)) {
+	case JOSE_OK:
+		break;
+	case JOSE_E_SIGNATURE:
+		rc = CS_DPOP_BAD_SIGNATURE;
+		goto out;
+	case JOSE_E_HEADER:
+		rc = CS_DPOP_BAD_HEADER;
+		goto out;
+	default:
+		rc = CS_DPOP_MALFORMED;
+		goto out;
+	}
+	rc = CS_DPOP_WRONG_HTM;
+	if (!dpop_str_is(json_object_get(claims, "htm"), htm))
+		goto out;
+	rc = CS_DPOP_WRONG_HTU;
+	v = json_object_get(claims, "htu");
+	if (!json_is_string(v))
+		goto out;
+	s = json_string_value(v);
+	for (cut = 0; cut < json_string_length(v) && s[cut] != '?' &&
+	    s[cut] != '#'; cut++)
+		;
+	if (cut != strlen(htu) || memcmp(s, htu, cut) != 0)
+		goto out;
+	rc = CS_DPOP_BAD_IAT;
+	v = json_object_get(claims, "iat");
+	if (!json_is_integer(v))
+		goto out;
+	iat = (int64_t)json_integer_value(v);
+	if (window < 0 || iat < now - window || iat > now + window)
+		goto out;
+	rc = CS_DPOP_BAD_ATH;
+	v = json_object_get(claims, "ath");
+	if (!json_is_string(v) || json_string_length(v) != JOSE_KID_LEN)
+		goto out;
+	if (EVP_Digest(token, strlen(token), md, NULL, EVP_sha256(),
+	    NULL) != 1)
+		goto out;
+	b64_url_encode(md, sizeof(md), want);
+	if (CRYPTO_memcmp(want, json_string_value(v), JOSE_KID_LEN) != 0)
+		goto out;
+	rc = CS_DPOP_MISSING_JTI;
+	v = json_object_get(claims, "jti");
+	if (!json_is_string(v) || json_string_length(v) == 0)
+		goto out;
+	if (jti != NULL && jticap > 0)
+		snprintf(jti, jticap, "%s", json_string_value(v));
+	rc = CS_DPOP_OK;
+out:
+	jose_key_clear(&key);
+	json_decref(peeked);
+	json_decref(claims);
+	return rc;
 }

@@ -115,6 +115,43 @@ int cs_claims_has_scope(const struct cs_claims *c, const char *scope);
 /* cs_verify_result_name(r): a short stable name, e.g. "expired". */
 const char *cs_verify_result_name(enum cs_verify_result r);
 
+/* Outcomes of cs_verify_dpop_proof (RFC 9449 §4.3 and §7.1). */
+enum cs_dpop_result {
+	CS_DPOP_OK = 0,
+	CS_DPOP_NOT_BOUND,	/* the token has no cnf.jkt: not a DPoP token */
+	CS_DPOP_MALFORMED,	/* missing, over 8 KB, not a compact JWS */
+	CS_DPOP_BAD_HEADER,	/* typ not dpop+jwt, alg not ES256/EdDSA, jwk
+				   missing or private, other members */
+	CS_DPOP_BAD_SIGNATURE,	/* not signed by the jwk in its header */
+	CS_DPOP_WRONG_KEY,	/* jwk thumbprint differs from cnf.jkt */
+	CS_DPOP_WRONG_HTM,
+	CS_DPOP_WRONG_HTU,	/* compared without query and fragment */
+	CS_DPOP_BAD_IAT,	/* missing, or outside now +- window */
+	CS_DPOP_BAD_ATH,	/* missing, or not base64url(SHA-256(token)) */
+	CS_DPOP_MISSING_JTI
+};
+
+/*
+ * cs_verify_dpop_proof(c, token, proof, htm, htu, now, window, jti, jticap):
+ * check the DPoP proof a client sent (its DPoP header) with token, whose
+ * claims c came from cs_verify. The proof's header must hold exactly typ
+ * "dpop+jwt", alg ES256 or EdDSA and a public jwk whose RFC 7638
+ * thumbprint equals c->cnf_jkt and which verifies the signature; its htm
+ * must equal htm (the request method), its htu without query and fragment
+ * must equal htu (scheme, host, port and path of the request), iat must
+ * lie within window seconds of now, and ath must be the base64url SHA-256
+ * of token. On CS_DPOP_OK, if jti is not NULL, the proof's jti is copied
+ * there (NUL-terminated, truncated to jticap - 1 bytes): the library keeps
+ * no state, so the caller must refuse a jti it has seen within the last
+ * 2 * window seconds for this key (a replay). Nothing is allocated.
+ */
+enum cs_dpop_result cs_verify_dpop_proof(const struct cs_claims *c,
+    const char *token, const char *proof, const char *htm, const char *htu,
+    int64_t now, int window, char *jti, size_t jticap);
+
+/* cs_dpop_result_name(r): a short stable name, e.g. "bad_ath". */
+const char *cs_dpop_result_name(enum cs_dpop_result r);
+
 #ifdef __cplusplus
 }
 #endif

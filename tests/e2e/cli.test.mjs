@@ -82,11 +82,11 @@ test('scopes and grants: add, list, revoke by id and by name, all audited', () =
   const scopes = b.cliOk('scope', 'list', '--json').json;
   assert.deepEqual(scopes.find((s) => s.name === 'docs:read'), {
     name: 'docs:read', kind: 'read', max_ttl: 600, approvals: null, approver_group: null,
-    owner_may_approve: null, max_uses: null,
+    owner_may_approve: null, max_uses: null, require_dpop: false,
   });
   assert.deepEqual(scopes.find((s) => s.name === 'docs:write'), {
     name: 'docs:write', kind: 'write', max_ttl: null, approvals: 1, approver_group: null,
-    owner_may_approve: false, max_uses: 1,
+    owner_may_approve: false, max_uses: 1, require_dpop: true,
   });
   b.cliOk('agent', 'add', 'granted', '--json');
   const g1 = b.cliOk('grant', 'add', 'granted', 'docs:read', '--audience', 'https://docs.example',

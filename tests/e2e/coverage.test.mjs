@@ -44,7 +44,7 @@ test('every state-changing path writes exactly its event', async () => {
   assert.equal(b.sql("SELECT count(*) FROM audit_events WHERE type = 'key.created'")[0][0], '1');
   const steps = [
     ['scope add (read)', () => b.cliOk('scope', 'add', 'cov:read', '--kind', 'read'), ['scope.created']],
-    ['scope add (write)', () => b.cliOk('scope', 'add', 'cov:write', '--kind', 'write'), ['scope.created']],
+    ['scope add (write)', () => b.cliOk('scope', 'add', 'cov:write', '--kind', 'write', '--no-require-dpop'), ['scope.created']],
     ['agent add', () => { ctx.agent = b.agent('cov-agent', '--owner', 'o@example.com'); secrets.push(ctx.agent.secret); }, ['agent.created']],
     ['grant add', () => { ctx.grant = b.cliOk('grant', 'add', 'cov-agent', 'cov:read', '--audience', AUD, '--json').json; }, ['grant.created']],
     ['grant add (write)', () => b.cliOk('grant', 'add', 'cov-agent', 'cov:write', '--audience', AUD), ['grant.created']],

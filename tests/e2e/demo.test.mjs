@@ -94,7 +94,7 @@ async function startForum(env = {}) {
 before(async () => {
   b = await Broker.start({ env: { COUNTERSIGN_POLL_INTERVAL: '1' } });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read', '--max-ttl', '15m');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--approver-group', 'forum-mods', '--max-ttl', '5m');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop', '--approver-group', 'forum-mods', '--max-ttl', '5m');
   b.cliOk('scope', 'add', 'wiki:read', '--kind', 'read');
   const s = b.cliOk('service', 'add', 'forum', '--audience', AUD, '--json').json;
   service = { id: s.client_id, secret: s.client_secret };

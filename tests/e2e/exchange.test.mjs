@@ -24,7 +24,7 @@ before(async () => {
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
   b.cliOk('scope', 'add', 'forum:search', '--kind', 'read');
   b.cliOk('scope', 'add', 'wiki:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
   parent = b.agent('planner');
   child = b.agent('summariser');
   grandchild = b.agent('quoter');

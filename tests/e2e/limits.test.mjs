@@ -23,7 +23,7 @@ before(async () => {
     },
   });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
   agent = b.agent('limited');
   other = b.agent('unlimited');
   for (const a of ['limited', 'unlimited']) {

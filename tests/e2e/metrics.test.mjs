@@ -11,7 +11,7 @@ let agent;
 before(async () => {
   b = await Broker.start();
   b.cliOk('scope', 'add', 'm:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'm:write', '--kind', 'write');
+  b.cliOk('scope', 'add', 'm:write', '--kind', 'write', '--no-require-dpop');
   agent = b.agent('metered');
   b.cliOk('grant', 'add', 'metered', 'm:read', '--audience', AUD);
   b.cliOk('grant', 'add', 'metered', 'm:write', '--audience', AUD);

@@ -18,7 +18,7 @@ before(async () => {
     env: { COUNTERSIGN_THREADS: '32', COUNTERSIGN_DB_POOL: '1', COUNTERSIGN_CACHE_TTL_MS: '0' },
   });
   b.cliOk('scope', 'add', 'pool:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'pool:write', '--kind', 'write', '--approver-group', 'pool-mods');
+  b.cliOk('scope', 'add', 'pool:write', '--kind', 'write', '--approver-group', 'pool-mods', '--no-require-dpop');
   agent = b.agent('pooled');
   b.cliOk('grant', 'add', 'pooled', 'pool:read', '--audience', AUD);
   b.cliOk('grant', 'add', 'pooled', 'pool:write', '--audience', AUD);

@@ -23,8 +23,8 @@ before(async () => {
   b = await Broker.start({ env: { COUNTERSIGN_POLL_INTERVAL: '1' } });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
   b.cliOk('scope', 'add', 'wiki:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
-  b.cliOk('scope', 'add', 'forum:edit', '--kind', 'write', '--uses', '3');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
+  b.cliOk('scope', 'add', 'forum:edit', '--kind', 'write', '--no-require-dpop', '--uses', '3');
   agent = b.agent('svc-agent');
   agent2 = b.agent('svc-agent2');
   for (const a of ['svc-agent', 'svc-agent2']) {

@@ -38,9 +38,9 @@ before(async () => {
     },
   });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--approver-group', 'forum-mods', '--max-ttl', '10m');
-  b.cliOk('scope', 'add', 'forum:delete', '--kind', 'write', '--approvals', '2', '--approver-group', 'forum-mods');
-  b.cliOk('scope', 'add', 'forum:pin', '--kind', 'write', '--owner-may-approve');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop', '--approver-group', 'forum-mods', '--max-ttl', '10m');
+  b.cliOk('scope', 'add', 'forum:delete', '--kind', 'write', '--no-require-dpop', '--approvals', '2', '--approver-group', 'forum-mods');
+  b.cliOk('scope', 'add', 'forum:pin', '--kind', 'write', '--no-require-dpop', '--owner-may-approve');
   agent = b.agent('writer', '--owner', 'dana@example.com');
   other = b.agent('other-agent');
   for (const a of ['writer', 'other-agent']) {

@@ -345,7 +345,7 @@ test('metadata (RFC 8414) and JWKS (RFC 7517) describe the broker', async () => 
     'urn:ietf:params:oauth:grant-type:token-exchange']);
   assert.equal(m.json.backchannel_authentication_endpoint, `${b.url}/oauth2/bc-authorize`);
   assert.deepEqual(m.json.backchannel_token_delivery_modes_supported, ['poll']);
-  assert.deepEqual(m.json.token_endpoint_auth_methods_supported, ['client_secret_basic', 'client_secret_post']);
+  assert.deepEqual(m.json.token_endpoint_auth_methods_supported, ['client_secret_basic', 'client_secret_post', 'private_key_jwt']);
   const j = await b.get('/.well-known/jwks.json');
   assert.equal(j.status, 200);
   assert.equal(j.headers.get('content-type'), 'application/jwk-set+json');

@@ -33,7 +33,7 @@ before(async () => {
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
   b.cliOk('scope', 'add', 'forum:search', '--kind', 'read');
   b.cliOk('scope', 'add', 'wiki:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
   const s = b.cliOk('service', 'add', 'forum', '--audience', `${AUD},${WIKI}`, '--json').json;
   svc = { id: s.client_id, secret: s.client_secret };
 });

@@ -29,7 +29,7 @@ before(async () => {
   b = await Broker.start({ env: { COUNTERSIGN_POLL_INTERVAL: '1' } });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
   b.cliOk('scope', 'add', 'wiki:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
   agent = b.agent('use-agent');
   b.cliOk('grant', 'add', 'use-agent', 'forum:read', '--audience', AUD);
   b.cliOk('grant', 'add', 'use-agent', 'wiki:read', '--audience', WIKI);

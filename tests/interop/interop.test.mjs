@@ -1,11 +1,13 @@
 // Interoperability with code nobody here wrote: oauth4webapi discovers the
 // broker through RFC 8414 metadata and runs client credentials, CIBA,
-// introspection and revocation; npm jose and Debian's PyJWT verify tokens
+// introspection and revocation, with client secrets and with
+// private_key_jwt and DPoP; npm jose and Debian's PyJWT verify tokens
 // through the JWKS URL and reject tampered ones.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import * as oauth from 'oauth4webapi';
 import * as jose from 'jose';
 import { Broker, ROOT, sleep } from '../e2e/lib.mjs';
@@ -21,7 +23,7 @@ let as;
 before(async () => {
   b = await Broker.start({ env: { COUNTERSIGN_POLL_INTERVAL: '1' } });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
   agent = b.agent('interop-agent');
   b.cliOk('grant', 'add', 'interop-agent', 'forum:read', '--audience', AUD);
   b.cliOk('grant', 'add', 'interop-agent', 'forum:post', '--audience', AUD);
@@ -145,4 +147,39 @@ test('npm jose: verifies through the JWKS URL; tampering, wrong typ and alg conf
   const intro = await oauth.processIntrospectionResponse(as, svc,
     await oauth.introspectionRequest(as, svc, oauth.ClientSecretBasic(service.secret), fake, insecure));
   assert.equal(intro.active, false);
+});
+
+test('oauth4webapi: private_key_jwt client authentication and DPoP-bound tokens', async () => {
+  const clientKeys = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+  const pem = join(b.dir, 'interop-keyed.pem');
+  writeFileSync(pem, await jose.exportSPKI(clientKeys.publicKey));
+  b.cliOk('agent', 'add', 'interop-keyed', '--public-key', pem);
+  b.cliOk('grant', 'add', 'interop-keyed', 'forum:read', '--audience', AUD);
+  const client = { client_id: 'interop-keyed' };
+  const auth = oauth.PrivateKeyJwt(clientKeys.privateKey);
+
+  // private_key_jwt alone: a bearer token.
+  let tok = await oauth.processClientCredentialsResponse(as, client,
+    await oauth.clientCredentialsGrantRequest(as, client, auth, { scope: 'forum:read', resource: AUD }, insecure));
+  assert.equal(tok.token_type, 'bearer');
+
+  // With a DPoP handle: a DPoP token bound to the handle's key.
+  const dpopKeys = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+  const DPoP = oauth.DPoP(client, dpopKeys);
+  tok = await oauth.processClientCredentialsResponse(as, client,
+    await oauth.clientCredentialsGrantRequest(as, client, auth, { scope: 'forum:read', resource: AUD }, { DPoP, ...insecure }));
+  assert.equal(tok.token_type, 'dpop');
+  const jkt = await jose.calculateJwkThumbprint(await jose.exportJWK(dpopKeys.publicKey), 'sha256');
+  const svc = { client_id: service.id };
+  const intro = await oauth.processIntrospectionResponse(as, svc,
+    await oauth.introspectionRequest(as, svc, oauth.ClientSecretBasic(service.secret), tok.access_token, insecure));
+  assert.equal(intro.active, true);
+  assert.equal(intro.client_id, 'interop-keyed');
+  assert.equal(intro.token_type, 'DPoP');
+  assert.deepEqual(intro.cnf, { jkt });
+
+  // oauth4webapi signs a fresh assertion per request; both jtis are
+  // remembered against replay.
+  const [[n]] = b.sql(`SELECT count(*) FROM seen_jtis WHERE realm = 'client:interop-keyed'`);
+  assert.equal(n, '2');
 });

@@ -30,7 +30,7 @@ before(async () => {
     env: { COUNTERSIGN_POLL_INTERVAL: '1', COUNTERSIGN_RATE_AUTH_FAILURES: String(AUTH_FAILURES) },
   });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
-  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--approver-group', 'forum-mods');
+  b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--approver-group', 'forum-mods', '--no-require-dpop');
   agent = b.agent('writer', '--owner', 'dana@example.com');
   for (const s of ['forum:read', 'forum:post']) b.cliOk('grant', 'add', 'writer', s, '--audience', AUD);
   alice = b.cliOk('approver', 'add', 'alice', '--groups', 'forum-mods', '--json').json.api_key;

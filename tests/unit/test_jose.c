@@ -307,15 +307,19 @@ test_key_init(void)
 
 	/*
 	 * Other curves, including the 256-bit secp256k1 whose coordinates
-	 * have the same size, and other key types are refused. The key is
+	 * have the same size, and other key types but Ed25519 are refused. The key is
 	 * consumed either way, which ASan's leak check confirms.
 	 */
 	memset(&k, 0xa5, sizeof(k));
 	CHECK(jose_key_init(&k, EVP_EC_gen("P-384")) == -1);
 	CHECK(k.pkey == NULL);
 	CHECK(jose_key_init(&k, EVP_EC_gen("secp256k1")) == -1);
+	/* Ed25519 is accepted, pinned to EdDSA (client keys only). */
 	CHECK(jose_key_init(&k, EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")) ==
-	    -1);
+	    0);
+	CHECK(k.alg == JOSE_ALG_EDDSA);
+	CHECK(jose_sign(&k, TYP, PAYLOAD, strlen(PAYLOAD)) == NULL);
+	jose_key_clear(&k);
 	CHECK(jose_key_init(&k, EVP_PKEY_Q_keygen(NULL, NULL, "X25519")) == -1);
 	CHECK(jose_key_init(&k, NULL) == -1);
 	CHECK(jose_key_init(NULL, EVP_EC_gen("P-256")) == -1);
@@ -1336,6 +1340,173 @@ test_jwk(void)
 	json_decref(jwk);
 }
 
+/*
+ * RFC 7638 §3.1 (an RSA key: the thumbprint does not depend on our
+ * supporting the type) and RFC 8037 appendix A.3 (Ed25519). Members other
+ * than the required ones must not change the result.
+ */
+static void
+test_jwk_thumbprint_vectors(void)
+{
+	static const char rsa_n[] = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+	char tp[JOSE_KID_LEN + 1];
+	struct jose_key k;
+	json_t *j;
+
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "n", rsa_n,
+	    "e", "AQAB", "alg", "RS256", "kid", "2011-04-29");
+	CHECK(jose_jwk_thumbprint(j, tp) == 0);
+	CHECK_STR(tp, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+	json_decref(j);
+
+	j = json_pack("{s:s, s:s, s:s}", "kty", "OKP", "crv", "Ed25519", "x",
+	    "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo");
+	CHECK(jose_jwk_thumbprint(j, tp) == 0);
+	CHECK_STR(tp, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+	/* The key built from the JWK gets the same kid by the other path. */
+	CHECK(jose_key_from_jwk(&k, j) == 0);
+	CHECK_STR(k.kid, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+	CHECK(k.alg == JOSE_ALG_EDDSA);
+	jose_key_clear(&k);
+	/* A private OKP JWK is refused. */
+	json_object_set_new(j, "d", json_string(
+	    "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"));
+	CHECK(jose_key_from_jwk(&k, j) != 0);
+	json_decref(j);
+
+	/* EC: the thumbprint of our own public JWK is the key's kid. */
+	j = jose_key_public_jwk(&ka);
+	CHECK(jose_jwk_thumbprint(j, tp) == 0);
+	CHECK_STR(tp, ka.kid);
+	json_decref(j);
+
+	/* Unknown kty, missing or non-string members. */
+	j = json_pack("{s:s, s:s}", "kty", "oct", "k", "AAAA");
+	CHECK(jose_jwk_thumbprint(j, tp) != 0);
+	json_decref(j);
+	j = json_pack("{s:s, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", "AA");
+	CHECK(jose_jwk_thumbprint(j, tp) != 0);
+	json_decref(j);
+	j = json_pack("{s:s, s:s, s:i}", "kty", "OKP", "crv", "Ed25519", "x", 1);
+	CHECK(jose_jwk_thumbprint(j, tp) != 0);
+	json_decref(j);
+	CHECK(jose_jwk_thumbprint(NULL, tp) != 0);
+}
+
+/* A compact JWS over payload with header text hdr, signed by Ed25519 sk. */
+static char *
+ed25519_jws(EVP_PKEY *sk, const char *hdr, const char *payload)
+{
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	unsigned char sig[64];
+	size_t siglen = sizeof(sig), o;
+	char *tok = malloc(4096);
+
+	o = b64_url_encode((const unsigned char *)hdr, strlen(hdr), tok);
+	tok[o++] = '.';
+	o += b64_url_encode((const unsigned char *)payload, strlen(payload),
+	    tok + o);
+	if (EVP_DigestSignInit_ex(m, NULL, NULL, NULL, NULL, sk, NULL) != 1 ||
+	    EVP_DigestSign(m, sig, &siglen, (unsigned char *)tok, o) != 1)
+		siglen = 0;
+	tok[o++] = '.';
+	o += b64_url_encode(sig, siglen, tok + o);
+	tok[o] = '\0';
+	EVP_MD_CTX_free(m);
+	return tok;
+}
+
+static void
+test_verify_key(void)
+{
+	static const char *const allow[] = { "alg", "kid", "typ", NULL };
+	static const char *const only_alg[] = { "alg", NULL };
+	EVP_PKEY *sk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	unsigned char raw[32];
+	size_t rawlen = sizeof(raw);
+	struct jose_key ek, pem_key;
+	json_t *h = NULL, *c = NULL;
+	char *tok;
+	BIO *bio;
+	char *pem;
+	long pemlen;
+
+	CHECK(sk != NULL);
+	CHECK(EVP_PKEY_get_raw_public_key(sk, raw, &rawlen) == 1);
+	CHECK(jose_key_init(&ek, EVP_PKEY_new_raw_public_key_ex(NULL,
+	    "ED25519", NULL, raw, rawlen)) == 0);
+	CHECK(ek.alg == JOSE_ALG_EDDSA);
+
+	tok = ed25519_jws(sk, "{\"alg\":\"EdDSA\",\"typ\":\"JWT\"}", PAYLOAD);
+	CHECK(jose_verify_key(tok, strlen(tok), &ek, allow, &h, &c) == JOSE_OK);
+	CHECK(json_is_object(h) && json_is_object(c));
+	CHECK_STR(json_string_value(json_object_get(c, "sub")), "agent-1");
+	json_decref(h);
+	json_decref(c);
+	/* A member outside the caller's list. */
+	CHECK(jose_verify_key(tok, strlen(tok), &ek, only_alg, &h, &c) ==
+	    JOSE_E_HEADER && h == NULL && c == NULL);
+	/* The EC key does not accept an EdDSA token, nor the reverse. */
+	CHECK(jose_verify_key(tok, strlen(tok), &ka, allow, NULL, NULL) ==
+	    JOSE_E_HEADER);
+	tok[strlen(tok) - 3] ^= 1;
+	CHECK(jose_verify_key(tok, strlen(tok), &ek, allow, NULL, NULL) !=
+	    JOSE_OK);
+	free(tok);
+	tok = ed25519_jws(sk, "{\"alg\":\"EdDSA\",\"jku\":\"https://x\"}",
+	    PAYLOAD);
+	CHECK(jose_verify_key(tok, strlen(tok), &ek, allow, NULL, NULL) ==
+	    JOSE_E_HEADER);
+	free(tok);
+	tok = ed25519_jws(sk, "{\"alg\":\"ES256\"}", PAYLOAD);
+	CHECK(jose_verify_key(tok, strlen(tok), &ek, allow, NULL, NULL) ==
+	    JOSE_E_HEADER);
+	free(tok);
+	tok = ed25519_jws(sk, "{\"alg\":\"EdDSA\",\"alg\":\"EdDSA\"}", PAYLOAD);
+	CHECK(jose_verify_key(tok, strlen(tok), &ek, allow, NULL, NULL) ==
+	    JOSE_E_MALFORMED);
+	free(tok);
+
+	/* ES256 from jose_sign verifies under jose_verify_key too. */
+	tok = jose_sign(&ka, "JWT", PAYLOAD, strlen(PAYLOAD));
+	CHECK(jose_verify_key(tok, strlen(tok), &ka, allow, NULL, NULL) ==
+	    JOSE_OK);
+	CHECK(jose_verify_key(tok, strlen(tok), &kb, allow, NULL, NULL) ==
+	    JOSE_E_SIGNATURE);
+	CHECK(jose_peek(tok, strlen(tok), &h, &c) == JOSE_OK);
+	CHECK_STR(json_string_value(json_object_get(h, "kid")), ka.kid);
+	json_decref(h);
+	json_decref(c);
+	free(tok);
+	CHECK(jose_peek("a.b", 3, &h, NULL) == JOSE_E_MALFORMED && h == NULL);
+
+	/* PEM: the public half loads with the same kid; private PEM does not. */
+	bio = BIO_new(BIO_s_mem());
+	CHECK(PEM_write_bio_PUBKEY(bio, ka.pkey) == 1);
+	pemlen = BIO_get_mem_data(bio, &pem);
+	CHECK(jose_key_from_pem(&pem_key, pem, (size_t)pemlen) == 0);
+	CHECK_STR(pem_key.kid, ka.kid);
+	jose_key_clear(&pem_key);
+	BIO_free(bio);
+	bio = BIO_new(BIO_s_mem());
+	CHECK(PEM_write_bio_PrivateKey(bio, ka.pkey, NULL, NULL, 0, NULL,
+	    NULL) == 1);
+	pemlen = BIO_get_mem_data(bio, &pem);
+	CHECK(jose_key_from_pem(&pem_key, pem, (size_t)pemlen) != 0);
+	BIO_free(bio);
+	bio = BIO_new(BIO_s_mem());
+	CHECK(PEM_write_bio_PUBKEY(bio, sk) == 1);
+	pemlen = BIO_get_mem_data(bio, &pem);
+	CHECK(jose_key_from_pem(&pem_key, pem, (size_t)pemlen) == 0);
+	CHECK_STR(pem_key.kid, ek.kid);
+	CHECK(pem_key.alg == JOSE_ALG_EDDSA);
+	jose_key_clear(&pem_key);
+	BIO_free(bio);
+
+	jose_key_clear(&ek);
+	EVP_PKEY_free(sk);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1363,6 +1534,8 @@ main(int argc, char **argv)
 	test_structure();
 	test_sizes();
 	test_jwk();
+	test_jwk_thumbprint_vectors();
+	test_verify_key();
 	CHECK(!claims_not_cleared);
 
 	jose_key_clear(&ka);

@@ -401,6 +401,7 @@ test_http_errors(void)
 		{ CS_ERR_FORBIDDEN, 403, "forbidden" },
 		{ CS_ERR_INTERNAL, 500, "server_error" },
 		{ CS_ERR_UNAVAILABLE, 503, "temporarily_unavailable" },
+		{ CS_ERR_INVALID_DPOP_PROOF, 400, "invalid_dpop_proof" },
 	};
 	size_t i;
 	int ok = 1;

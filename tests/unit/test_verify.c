@@ -992,6 +992,156 @@ test_result_names(void)
 	CHECK_STR(cs_verify_result_name((enum cs_verify_result)-1), "unknown");
 }
 
+/* A DPoP proof with the given header members and payload, Ed25519-signed. */
+static char *
+dpop_jws(EVP_PKEY *sk, const json_t *hdr, const json_t *pay)
+{
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	unsigned char sig[64];
+	size_t siglen = sizeof(sig), o;
+	char *h = json_dumps(hdr, JSON_COMPACT), *p = json_dumps(pay,
+	    JSON_COMPACT), *tok = malloc(8192);
+
+	o = b64_url_encode((unsigned char *)h, strlen(h), tok);
+	tok[o++] = '.';
+	o += b64_url_encode((unsigned char *)p, strlen(p), tok + o);
+	if (EVP_DigestSignInit_ex(m, NULL, NULL, NULL, NULL, sk, NULL) != 1 ||
+	    EVP_DigestSign(m, sig, &siglen, (unsigned char *)tok, o) != 1)
+		siglen = 0;
+	tok[o++] = '.';
+	o += b64_url_encode(sig, siglen, tok + o);
+	tok[o] = '\0';
+	EVP_MD_CTX_free(m);
+	free(h);
+	free(p);
+	return tok;
+}
+
+/*
+ * cs_verify_dpop_proof: one good proof, then each rule broken alone, so a
+ * refusal is always for the reason under test.
+ */
+static void
+test_dpop_proof(void)
+{
+	static const char tok[] = "header.payload.signature";
+	static const char htu[] = "https://forum.example/api/posts";
+	const int64_t now = 1800000000;
+	EVP_PKEY *sk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	EVP_PKEY *sk2 = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	unsigned char raw[32], md[32];
+	size_t rawlen = sizeof(raw);
+	char ath[JOSE_KID_LEN + 1], jti[64], *p;
+	struct jose_key k;
+	struct cs_claims c;
+	json_t *jwk, *hdr, *pay, *bad;
+
+	CHECK(EVP_PKEY_get_raw_public_key(sk, raw, &rawlen) == 1);
+	CHECK(jose_key_init(&k, EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519",
+	    NULL, raw, rawlen)) == 0);
+	jwk = jose_key_public_jwk(&k);
+	EVP_Digest(tok, strlen(tok), md, NULL, EVP_sha256(), NULL);
+	b64_url_encode(md, sizeof(md), ath);
+	memset(&c, 0, sizeof(c));
+	c.cnf_jkt = k.kid;
+	hdr = json_pack("{s:s, s:s, s:O}", "typ", "dpop+jwt", "alg", "EdDSA",
+	    "jwk", jwk);
+	pay = json_pack("{s:s, s:s, s:I, s:s, s:s}", "htm", "POST", "htu",
+	    "https://forum.example/api/posts?page=2", "iat", (json_int_t)now,
+	    "jti", "proof-1", "ath", ath);
+
+	p = dpop_jws(sk, hdr, pay);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, jti,
+	    sizeof(jti)) == CS_DPOP_OK);
+	CHECK_STR(jti, "proof-1");
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "GET", htu, now, 60, NULL,
+	    0) == CS_DPOP_WRONG_HTM);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST",
+	    "https://forum.example/api", now, 60, NULL, 0) == CS_DPOP_WRONG_HTU);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now + 61, 60, NULL,
+	    0) == CS_DPOP_BAD_IAT);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now - 61, 60, NULL,
+	    0) == CS_DPOP_BAD_IAT);
+	CHECK(cs_verify_dpop_proof(&c, "another.token.x", p, "POST", htu, now,
+	    60, NULL, 0) == CS_DPOP_BAD_ATH);
+	p[strlen(p) - 20] = p[strlen(p) - 20] == 'A' ? 'B' : 'A';
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_BAD_SIGNATURE);
+	free(p);
+
+	/* Signed by another key than the header's: bad signature. */
+	p = dpop_jws(sk2, hdr, pay);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_BAD_SIGNATURE);
+	free(p);
+	/* A token bound to another key. */
+	c.cnf_jkt = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+	p = dpop_jws(sk, hdr, pay);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_WRONG_KEY);
+	c.cnf_jkt = NULL;
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_NOT_BOUND);
+	c.cnf_jkt = k.kid;
+	free(p);
+
+	/* Header forgeries. */
+	bad = json_deep_copy(hdr);
+	json_object_set_new(bad, "typ", json_string("JWT"));
+	p = dpop_jws(sk, bad, pay);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_BAD_HEADER);
+	free(p);
+	json_object_set_new(bad, "typ", json_string("dpop+jwt"));
+	json_object_set_new(bad, "kid", json_string("x"));
+	p = dpop_jws(sk, bad, pay);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_BAD_HEADER);
+	free(p);
+	json_object_del(bad, "kid");
+	json_object_set_new(json_object_get(bad, "jwk"), "d",
+	    json_string("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"));
+	p = dpop_jws(sk, bad, pay);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_BAD_HEADER);
+	free(p);
+	json_decref(bad);
+	bad = json_deep_copy(hdr);
+	json_object_set_new(bad, "alg", json_string("ES256"));
+	p = dpop_jws(sk, bad, pay);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_BAD_HEADER);
+	free(p);
+	json_decref(bad);
+
+	/* Payload without ath, without jti. */
+	bad = json_deep_copy(pay);
+	json_object_del(bad, "ath");
+	p = dpop_jws(sk, hdr, bad);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_BAD_ATH);
+	free(p);
+	json_object_set_new(bad, "ath", json_string(ath));
+	json_object_del(bad, "jti");
+	p = dpop_jws(sk, hdr, bad);
+	CHECK(cs_verify_dpop_proof(&c, tok, p, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_MISSING_JTI);
+	free(p);
+	json_decref(bad);
+	CHECK(cs_verify_dpop_proof(&c, tok, "a.b", "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_MALFORMED);
+	CHECK(cs_verify_dpop_proof(&c, tok, NULL, "POST", htu, now, 60, NULL,
+	    0) == CS_DPOP_MALFORMED);
+	CHECK_STR(cs_dpop_result_name(CS_DPOP_BAD_ATH), "bad_ath");
+
+	json_decref(hdr);
+	json_decref(pay);
+	json_decref(jwk);
+	jose_key_clear(&k);
+	EVP_PKEY_free(sk);
+	EVP_PKEY_free(sk2);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1024,6 +1174,7 @@ main(int argc, char **argv)
 	test_valid_claims();
 	test_table();
 	test_jwks();
+	test_dpop_proof();
 
 	for (i = 0; i < V_COUNT; i++)
 		cs_verifier_free(verifiers[i]);
