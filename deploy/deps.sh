@@ -20,7 +20,7 @@ set -euo pipefail
 
 readonly BUILD_PKGS=(
   build-essential pkg-config libssl-dev libpq-dev libmicrohttpd-dev
-  libjansson-dev libcurl4-openssl-dev postgresql-15 postgresql-client-15 openssl curl
+  libjansson-dev libcurl4-openssl-dev libgnutls28-dev postgresql-15 postgresql-client-15 openssl curl
   jq
 )
 readonly TEST_PKGS=(
