@@ -145,6 +145,20 @@ export class Broker {
     throw new Error(`broker did not start:\n${this.logs}`);
   }
 
+  // Another broker process on the same database and master key, on its
+  // own port: a second replica. env overrides this one's settings.
+  async sibling(env = {}) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'cs-broker-'));
+    const b = new Broker({
+      ...this, proc: undefined, logs: '', dir, port,
+      url: `${this.ca ? 'https' : 'http'}://127.0.0.1:${port}`,
+      env: { ...this.env, COUNTERSIGN_LISTEN: `127.0.0.1:${port}`, ...env },
+    });
+    await b.spawn();
+    return b;
+  }
+
   cli(...args) {
     const r = spawnSync(BIN, args, {
       env: { ...process.env, ...this.env },
