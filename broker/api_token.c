@@ -10,6 +10,7 @@
 #include "approvals.h"
 #include "audit.h"
 #include "form.h"
+#include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "scopes.h"
@@ -106,6 +107,10 @@ api_note_auth_failure(struct http_req *req, const struct form *f,
 	snprintf(key, sizeof(key), "fail:%s:%.80s", realm, id != NULL ? id : "");
 	if (id != NULL)
 		(void)ratelimit_take(rl_fail, key, &retry);
+	/* The claimed id only (clipped), never what was offered as a secret. */
+	log_event(LOG_LEVEL_WARN, "client.authentication_failed", json_pack(
+	    "{s:s, s:s%}", "realm", realm, "client_id", id != NULL ? id : "",
+	    id != NULL ? strnlen(id, 80) : 0));
 	free(id);
 }
 
@@ -146,13 +151,20 @@ admit(struct http_req *req, struct ratelimit *rl, const char *what,
 	return -1;
 }
 
-/* Reply with a fresh token (RFC 6749 §5.1). */
+/*
+ * Reply with a fresh token (RFC 6749 §5.1). By now the token's row and its
+ * audit event are committed, so the log line states a fact.
+ */
 static void
-reply_token(struct http_req *req, const struct token_issued *tok)
+reply_token(struct http_req *req, const struct client *client,
+    const struct token_issued *tok)
 {
 	json_t *j;
 
 	http_log_field(req, "jti", tok->jti);
+	log_event(LOG_LEVEL_INFO, "token.issued", json_pack("{s:s, s:s, s:s, "
+	    "s:I}", "agent", client->name, "jti", tok->jti, "scope", tok->scope,
+	    "expires_in", (json_int_t)tok->expires_in));
 	j = json_pack("{s:s, s:s, s:I, s:s}", "access_token", tok->access_token,
 	    "token_type", "Bearer", "expires_in", (json_int_t)tok->expires_in,
 	    "scope", tok->scope);
@@ -185,7 +197,7 @@ ciba(struct http_req *req, const struct form *f, const struct client *client)
 		http_reply_error(req, &err);
 		return;
 	}
-	reply_token(req, &tok);
+	reply_token(req, client, &tok);
 	tokens_issued_clear(&tok);
 }
 
@@ -301,7 +313,7 @@ client_credentials(struct http_req *req, const struct form *f,
 		http_reply_error(req, &err);
 		goto out;
 	}
-	reply_token(req, &tok);
+	reply_token(req, client, &tok);
 out:
 	tokens_issued_clear(&tok);
 	scopes_clear(&scopes);

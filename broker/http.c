@@ -489,8 +489,15 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 		return MHD_YES;
 	}
 	req->handled = 1;
-	req->route->handler(req);
-	return send_reply(req);
+	{
+		enum MHD_Result ret;
+
+		log_set_request(req->id);
+		req->route->handler(req);
+		ret = send_reply(req);
+		log_set_request(NULL);
+		return ret;
+	}
 }
 
 static void
@@ -514,6 +521,8 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 		json_object_set_new(f, "request_id", json_string(req->id));
 		json_object_set_new(f, "method", json_string(req->method));
 		json_object_set_new(f, "path", json_string(req->path));
+		json_object_set_new(f, "endpoint", json_string(
+		    req->route != NULL ? req->route->path : "unmatched"));
 		json_object_set_new(f, "status", json_integer(req->status));
 		json_object_set_new(f, "duration_ms",
 		    json_integer(util_monotonic_ms() - req->start_ms));
