@@ -7,7 +7,10 @@
 #   build  compiler, headers and libraries, PostgreSQL 15 server + client,
 #          openssl, curl
 #   test   build + clang (libFuzzer, sanitizers), libclang-rt-14-dev, nodejs,
-#          npm, jq, python3, python3-jwt, wrk, procps, psmisc
+#          npm, jq, python3, python3-jwt, wrk, procps, psmisc, cppcheck,
+#          iproute2, systemd (systemd-analyze checks deploy/countersign.service),
+#          strace (traces the broker against the unit's system-call filter),
+#          python3-yaml (parses deploy/compose.yaml and deploy/k8s)
 #   all    everything (currently the same set as "test")
 #
 # Each package is checked with dpkg-query; only missing ones are installed.
@@ -25,7 +28,7 @@ readonly BUILD_PKGS=(
 )
 readonly TEST_PKGS=(
   clang libclang-rt-14-dev nodejs npm jq python3 python3-jwt wrk procps psmisc
-  cppcheck iproute2
+  cppcheck iproute2 systemd strace python3-yaml
 )
 readonly NODE_MIN_MAJOR=18
 
