@@ -97,6 +97,20 @@ test('curl trusting the test CA gets a token and the JWKS over HTTPS; the issuer
   assert.equal(JSON.parse(m.stdout).token_endpoint, `${b.url}/oauth2/token`);
 });
 
+test('the approver CLI reaches the HTTPS broker when the CA is trusted, and refuses it otherwise', () => {
+  const key = b.cliOk('approver', 'add', 'tina', '--groups', 'ops', '--json').json.api_key;
+  const trusted = spawnSync(b.proc.spawnfile, ['approvals', 'list', '--json'], {
+    env: { ...process.env, ...b.env, COUNTERSIGN_APPROVER_KEY: key, CURL_CA_BUNDLE: f('ca.pem') }, encoding: 'utf8',
+  });
+  assert.equal(trusted.status, 0, trusted.stderr);
+  assert.deepEqual(JSON.parse(trusted.stdout), []);
+  const untrusted = spawnSync(b.proc.spawnfile, ['approvals', 'list', '--json'], {
+    env: { ...process.env, ...b.env, COUNTERSIGN_APPROVER_KEY: key }, encoding: 'utf8',
+  });
+  assert.notEqual(untrusted.status, 0);
+  assert.ok(!untrusted.stderr.includes(key));
+});
+
 test('without the CA curl refuses the certificate, and plain HTTP to the TLS port gets no answer', async () => {
   const r = curl(`${b.url}/healthz`);
   assert.equal(r.status, 60, `curl exit ${r.status}: ${r.stderr}`); // CURLE_PEER_FAILED_VERIFICATION
