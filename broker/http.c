@@ -572,6 +572,19 @@ http_start(const struct broker_config *cfg, const struct http_route *routes)
 
 	cfg_ = cfg;
 	routes_ = routes;
+	/*
+	 * libmicrohttpd can be built without TLS, or with a GnuTLS too old
+	 * for the certificate callback; say so instead of failing to start
+	 * with a vague error.
+	 */
+	if (tls_enabled(cfg) &&
+	    (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+	    MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) !=
+	    MHD_YES)) {
+		log_error("tls_cert_file is set but this libmicrohttpd has no "
+		    "TLS with certificate callbacks; use a reverse proxy");
+		return -1;
+	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
