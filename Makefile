@@ -8,9 +8,9 @@
 #   make lint    banned functions, cppcheck
 
 CC       ?= cc
-PKGS     := libmicrohttpd jansson libssl libcrypto libpq libcurl
+PKGS     := libmicrohttpd jansson libssl libcrypto libpq libcurl gnutls
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -ljansson -lssl -lcrypto -lpq -lcurl)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -ljansson -lssl -lcrypto -lpq -lcurl -lgnutls)
 
 WARN     := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2

@@ -10,6 +10,7 @@
 #include "clientauth.h"
 #include "dpop.h"
 #include "form.h"
+#include "log.h"
 #include "services.h"
 #include "tokens.h"
 
@@ -135,6 +136,10 @@ api_introspect(struct http_req *req)
 	if (json_is_true(json_object_get(out, "active")))
 		http_log_field(req, "jti", json_string_value(json_object_get(out,
 		    "jti")));
+	log_event(LOG_LEVEL_INFO, "token.introspected", json_pack("{s:s, s:s?, "
+	    "s:b}", "service", svc.name, "jti", json_string_value(
+	    json_object_get(out, "jti")), "active",
+	    json_is_true(json_object_get(out, "active"))));
 	http_reply_json(req, 200, out);
 out:
 	services_clear(&svc);

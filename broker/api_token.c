@@ -142,6 +142,10 @@ api_note_auth_failure(struct http_req *req, const struct form *f,
 	char *id = claimed_client(req, f);
 
 	api_note_auth_failure_id(id, realm);
+	/* The claimed id only (clipped), never what was offered as a secret. */
+	log_event(LOG_LEVEL_WARN, "client.authentication_failed", json_pack(
+	    "{s:s, s:s%}", "realm", realm, "client_id", id != NULL ? id : "",
+	    id != NULL ? strnlen(id, 80) : 0));
 	free(id);
 }
 
@@ -276,13 +280,21 @@ dpop_proof(struct http_req *req, const char *path, char *jkt)
 	return 0;
 }
 
-/* Reply with a fresh token (RFC 6749 §5.1; RFC 9449 §5 when bound). */
+/*
+ * Reply with a fresh token (RFC 6749 §5.1; RFC 9449 §5 when bound). By now
+ * the token's row and its audit event are committed, so the log line
+ * states a fact.
+ */
 static void
-reply_token(struct http_req *req, const struct token_issued *tok, int dpop)
+reply_token(struct http_req *req, const struct client *client,
+    const struct token_issued *tok, int dpop)
 {
 	json_t *j;
 
 	http_log_field(req, "jti", tok->jti);
+	log_event(LOG_LEVEL_INFO, "token.issued", json_pack("{s:s, s:s, s:s, "
+	    "s:I}", "agent", client->name, "jti", tok->jti, "scope", tok->scope,
+	    "expires_in", (json_int_t)tok->expires_in));
 	j = json_pack("{s:s, s:s, s:I, s:s}", "access_token", tok->access_token,
 	    "token_type", dpop ? "DPoP" : "Bearer", "expires_in",
 	    (json_int_t)tok->expires_in, "scope", tok->scope);
@@ -352,7 +364,7 @@ ciba(struct http_req *req, const struct form *f, const struct client *client)
 		http_reply_error(req, &err);
 		return;
 	}
-	reply_token(req, &tok, jkt[0] != '\0');
+	reply_token(req, client, &tok, jkt[0] != '\0');
 	tokens_issued_clear(&tok);
 }
 
@@ -383,6 +395,9 @@ token_exchange(struct http_req *req, const struct form *f,
 		return;
 	}
 	http_log_field(req, "jti", tok.jti);
+	log_event(LOG_LEVEL_INFO, "token.exchanged", json_pack("{s:s, s:s, s:s, "
+	    "s:I}", "agent", client->name, "jti", tok.jti, "scope", tok.scope,
+	    "expires_in", (json_int_t)tok.expires_in));
 	j = json_pack("{s:s, s:s, s:s, s:I, s:s}", "access_token",
 	    tok.access_token, "issued_token_type", EXCHANGE_TYPE_AT,
 	    "token_type", "Bearer", "expires_in", (json_int_t)tok.expires_in,
@@ -525,7 +540,7 @@ client_credentials(struct http_req *req, const struct form *f,
 		note_refusal(client, &err);
 		goto out;
 	}
-	reply_token(req, &tok, jkt[0] != '\0');
+	reply_token(req, client, &tok, jkt[0] != '\0');
 out:
 	tokens_issued_clear(&tok);
 	scopes_clear(&scopes);

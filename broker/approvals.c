@@ -756,6 +756,9 @@ approvals_request(const struct broker_config *cfg,
 	*expires_in = expiry;
 	*interval = cfg->poll_interval;
 	metrics_inc(METRICS_APPROVALS_REQUESTED);
+	log_event(LOG_LEVEL_INFO, "approval.requested", json_pack("{s:s, s:s, "
+	    "s:s, s:I}", "approval", id, "agent", ask->client->name, "audience",
+	    ask->audience, "ttl", (json_int_t)ttl));
 	{
 		char text[1536], *joined = scopes_join(ask->scopes);
 
@@ -1131,6 +1134,9 @@ approvals_decide(const struct broker_config *cfg,
 	in_tx = 0;
 	metrics_inc(d->approve ? METRICS_APPROVALS_APPROVED :
 	    METRICS_APPROVALS_DENIED);
+	log_event(LOG_LEVEL_INFO, d->approve ? "approval.approved" :
+	    "approval.denied", json_pack("{s:s, s:s, s:b}", "approval", id,
+	    "approver", approver->name, "decided", !d->approve || quorum));
 	if (!d->approve || quorum)
 		metrics_decision(strtod(db_value(lock, 0, 11), NULL));
 	{

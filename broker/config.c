@@ -29,6 +29,8 @@ static const struct setting settings[] = {
 	S("listen", T_LISTEN, listen_host, 0, 0),
 	S("issuer", T_STRING, issuer, 0, 0),
 	S("master_key_file", T_STRING, master_key_file, 0, 0),
+	S("tls_cert_file", T_STRING, tls_cert_file, 0, 0),
+	S("tls_key_file", T_STRING, tls_key_file, 0, 0),
 	S("default_ttl", T_DURATION, default_ttl, 1, 86400),
 	S("max_ttl", T_DURATION, max_ttl, 1, 86400),
 	S("threads", T_INT, threads, 1, 256),
@@ -305,10 +307,16 @@ config_load(const char *path, struct broker_config *cfg, char *errbuf,
 			return -1;
 		}
 	}
+	if ((cfg->tls_cert_file[0] == '\0') != (cfg->tls_key_file[0] == '\0')) {
+		snprintf(errbuf, errlen, "tls_cert_file and tls_key_file go "
+		    "together: set both for HTTPS, or neither");
+		return -1;
+	}
 	if (cfg->issuer[0] == '\0') {
 		int ipv6 = strchr(cfg->listen_host, ':') != NULL;
 
-		snprintf(cfg->issuer, sizeof(cfg->issuer), "http://%s%s%s:%d",
+		snprintf(cfg->issuer, sizeof(cfg->issuer), "%s://%s%s%s:%d",
+		    cfg->tls_cert_file[0] != '\0' ? "https" : "http",
 		    ipv6 ? "[" : "", cfg->listen_host, ipv6 ? "]" : "",
 		    cfg->listen_port);
 	}

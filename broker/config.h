@@ -26,6 +26,8 @@ struct broker_config {
 	int listen_port;
 	char issuer[512];		/* iss; derived from listen if unset */
 	char master_key_file[1024];
+	char tls_cert_file[1024];	/* PEM chain; "" for plain HTTP */
+	char tls_key_file[1024];	/* PEM private key of its leaf */
 	int64_t default_ttl;		/* seconds, when no lifetime requested */
 	int64_t max_ttl;		/* seconds, global ceiling */
 	int threads;			/* HTTP worker threads */

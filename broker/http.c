@@ -24,6 +24,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 #include "util.h"
 
 #define MAX_RESP_HEADERS	12
@@ -511,8 +512,15 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 		return MHD_YES;
 	}
 	req->handled = 1;
-	req->route->handler(req);
-	return send_reply(req);
+	{
+		enum MHD_Result ret;
+
+		log_set_request(req->id);
+		req->route->handler(req);
+		ret = send_reply(req);
+		log_set_request(NULL);
+		return ret;
+	}
 }
 
 static void
@@ -536,6 +544,8 @@ completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 		json_object_set_new(f, "request_id", json_string(req->id));
 		json_object_set_new(f, "method", json_string(req->method));
 		json_object_set_new(f, "path", json_string(req->path));
+		json_object_set_new(f, "endpoint", json_string(
+		    req->route != NULL ? req->route->path : "unmatched"));
 		json_object_set_new(f, "status", json_integer(req->status));
 		json_object_set_new(f, "duration_ms",
 		    json_integer(util_monotonic_ms() - req->start_ms));
@@ -585,6 +595,19 @@ http_start(const struct broker_config *cfg, const struct http_route *routes)
 
 	cfg_ = cfg;
 	routes_ = routes;
+	/*
+	 * libmicrohttpd can be built without TLS, or with a GnuTLS too old
+	 * for the certificate callback; say so instead of failing to start
+	 * with a vague error.
+	 */
+	if (tls_enabled(cfg) &&
+	    (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+	    MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) !=
+	    MHD_YES)) {
+		log_error("tls_cert_file is set but this libmicrohttpd has no "
+		    "TLS with certificate callbacks; use a reverse proxy");
+		return -1;
+	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -600,19 +623,45 @@ http_start(const struct broker_config *cfg, const struct http_route *routes)
 	    MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	daemon_ = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL,
-	    access_cb, NULL,
-	    MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	    (unsigned)cfg->max_connections_per_ip,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header,
-	    MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-	    MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-	    MHD_OPTION_END);
+	{
+		struct MHD_OptionItem common[] = {
+			{ MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr },
+			{ MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL },
+			{ MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL },
+			{ MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+			    cfg->max_connections_per_ip, NULL },
+			{ MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
+			    NULL },
+			{ MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+			    (intptr_t)cfg->max_header, NULL },
+			{ MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL },
+			{ MHD_OPTION_END, 0, NULL },
+		};
+
+		/*
+		 * With TLS the certificate comes from tls.c at each
+		 * handshake (never from a file libmicrohttpd holds), so that
+		 * SIGHUP can replace it while the listener stays open.
+		 */
+		if (tls_enabled(cfg))
+			daemon_ = MHD_start_daemon(flags | MHD_USE_TLS,
+			    (uint16_t)cfg->listen_port, NULL, NULL,
+			    access_cb, NULL,
+			    MHD_OPTION_HTTPS_CERT_CALLBACK, tls_cert_callback(),
+			    MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
+			    MHD_OPTION_ARRAY, common,
+			    MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
+			    MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+			    MHD_OPTION_END);
+		else
+			daemon_ = MHD_start_daemon(flags,
+			    (uint16_t)cfg->listen_port, NULL, NULL,
+			    access_cb, NULL,
+			    MHD_OPTION_ARRAY, common,
+			    MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
+			    MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+			    MHD_OPTION_END);
+	}
 	freeaddrinfo(ai);
 	if (daemon_ == NULL) {
 		log_error("cannot listen on %s:%d", cfg->listen_host,

@@ -82,6 +82,18 @@ httpclient_request(const char *method, const char *url, const char *bearer,
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "countersign");
+	/*
+	 * libcurl ignores CURL_CA_BUNDLE (only the curl tool reads it), so a
+	 * broker serving HTTPS with a private CA would be unreachable from
+	 * the approver CLI. Honour it the way curl does: it replaces the
+	 * system's trust store for this process.
+	 */
+	{
+		const char *ca = getenv("CURL_CA_BUNDLE");
+
+		if (ca != NULL && *ca != '\0')
+			curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+	}
 	if (body != NULL) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);

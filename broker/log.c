@@ -15,6 +15,15 @@ static enum log_level min_level = LOG_LEVEL_INFO;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
+/* The request this thread is handling; see log_set_request(). */
+static _Thread_local const char *cur_request;
+
+void
+log_set_request(const char *id)
+{
+	cur_request = id;
+}
+
 void
 log_set_level(enum log_level level)
 {
@@ -48,6 +57,8 @@ log_fields(enum log_level level, const char *msg, json_t *fields)
 		goto out;
 	if (fields != NULL)
 		json_object_update_missing(obj, fields);
+	if (cur_request != NULL && json_object_get(obj, "request_id") == NULL)
+		json_object_set_new(obj, "request_id", json_string(cur_request));
 	line = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
 	if (line == NULL)
 		goto out;
@@ -64,6 +75,20 @@ out:
 	free(line);
 	json_decref(obj);
 	json_decref(fields);
+}
+
+void
+log_event(enum log_level level, const char *event, json_t *fields)
+{
+	if (!log_enabled(level)) {
+		json_decref(fields);
+		return;
+	}
+	if (fields == NULL)
+		fields = json_object();
+	if (fields != NULL)
+		json_object_set_new(fields, "event", json_string(event));
+	log_fields(level, event, fields);
 }
 
 void

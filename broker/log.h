@@ -23,6 +23,22 @@ int log_enabled(enum log_level level);
  */
 void log_fields(enum log_level level, const char *msg, json_t *fields);
 
+/*
+ * log_event(level, event, fields): an audit-worthy event ("token.issued",
+ * "approval.approved", ...) as its own line, {"msg": event, "event": event,
+ * ...fields}. fields (may be NULL) is consumed. Callers pass names, ids
+ * and jti values, never a token, secret or key.
+ */
+void log_event(enum log_level level, const char *event, json_t *fields);
+
+/*
+ * log_set_request(id): from now on, every line this thread writes carries
+ * "request_id": id, until log_set_request(NULL). id is borrowed and must
+ * stay valid until then. http.c sets it around each request's handling so
+ * that lines written deep inside a module still name their request.
+ */
+void log_set_request(const char *id);
+
 /* log_msg(level, fmt, ...): a plain formatted message. */
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

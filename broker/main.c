@@ -22,6 +22,7 @@
 #include "keys.h"
 #include "log.h"
 #include "notify.h"
+#include "tls.h"
 
 static int
 serve(const struct broker_config *cfg)
@@ -81,6 +82,10 @@ serve(const struct broker_config *cfg)
 		log_error("cannot start background threads");
 		goto out;
 	}
+	if (tls_enabled(cfg) && tls_init(cfg, errbuf, sizeof(errbuf)) != 0) {
+		log_error("%s", errbuf);
+		goto out;
+	}
 	if (db_pool_start(cfg->db_pool) != 0) {
 		log_error("cannot start the database pool");
 		goto out;
@@ -88,22 +93,36 @@ serve(const struct broker_config *cfg)
 	if (http_start(cfg, api_routes) != 0)
 		goto out;
 	log_fields(LOG_LEVEL_INFO, "countersign listening", json_pack(
-	    "{s:s, s:i, s:s, s:s}", "host", cfg->listen_host, "port",
-	    cfg->listen_port, "issuer", cfg->issuer, "version", CS_VERSION));
+	    "{s:s, s:i, s:s, s:b, s:s}", "host", cfg->listen_host, "port",
+	    cfg->listen_port, "issuer", cfg->issuer, "tls", tls_enabled(cfg),
+	    "version", CS_VERSION));
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			break;
 		if (sig == SIGHUP) {
-			log_info("SIGHUP: nothing to reload yet");
+			/*
+			 * Only the TLS certificate is reloaded; everything
+			 * else in the config needs a restart. A bad new
+			 * certificate keeps the old one serving.
+			 */
+			if (!tls_enabled(cfg))
+				log_info("SIGHUP: nothing to reload (TLS is off)");
+			else if (tls_reload(errbuf, sizeof(errbuf)) != 0)
+				log_fields(LOG_LEVEL_ERROR, "TLS reload failed; "
+				    "still serving the previous certificate",
+				    json_pack("{s:s, s:s}", "event",
+				    "tls.reload_failed", "detail", errbuf));
 			continue;
 		}
 		break;
 	}
 	log_fields(LOG_LEVEL_INFO, "shutting down", json_pack("{s:i}",
 	    "signal", sig));
-	http_stop();
 	rc = 0;
 out:
+	http_stop();
+	tls_shutdown();
+	/* After the workers: every pooled connection is back by now. */
 	db_pool_stop();
 	batch_stop();
 	audit_stop_sealer();

@@ -142,6 +142,9 @@ deny(const struct token_request *req, const char *reason, const char *scope,
 	    audit_clip(req->audience, clip, sizeof(clip)));
 	rc = audit_append("token.denied", actor, actor, NULL, d);
 	json_decref(d);
+	log_event(LOG_LEVEL_INFO, "token.denied", json_pack("{s:s, s:s, s:s?, "
+	    "s:s?}", "agent", req->client->name, "reason", reason, "scope", scope,
+	    "requested", requested));
 	free(requested);
 	metrics_denied(reason);
 	if (rc != CS_OK)
@@ -553,6 +556,9 @@ tokens_revoke(const struct broker_config *cfg, const struct client *client,
 
 		rc = audit_append("token.revocation_ignored", actor, actor, NULL, d);
 		json_decref(d);
+		log_event(LOG_LEVEL_INFO, "token.revocation_ignored", json_pack(
+		    "{s:s, s:s}", "agent", client->name, "reason",
+		    cs_verify_result_name(vr)));
 		rc = rc == CS_OK ? CS_OK : cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot record this request right now");
 		goto out;
@@ -562,6 +568,9 @@ tokens_revoke(const struct broker_config *cfg, const struct client *client,
 
 		rc = audit_append("token.revocation_ignored", actor, actor, c.jti, d);
 		json_decref(d);
+		log_event(LOG_LEVEL_WARN, "token.revocation_ignored", json_pack(
+		    "{s:s, s:s, s:s}", "agent", client->name, "jti", c.jti,
+		    "reason", "not_owner"));
 		rc = rc != CS_OK ? cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot record this request right now") :
 		    cs_error_set(err, CS_ERR_UNAUTHORIZED_CLIENT,
@@ -570,6 +579,11 @@ tokens_revoke(const struct broker_config *cfg, const struct client *client,
 	}
 	rc = tokens_revoke_jti(c.jti, client->agent_id, actor, "rfc7009",
 	    &revoked, err);
+	if (rc == CS_OK)
+		log_event(LOG_LEVEL_INFO, revoked ? "token.revoked" :
+		    "token.revocation_ignored", json_pack("{s:s, s:s, s:s?}",
+		    "agent", client->name, "jti", c.jti, "reason",
+		    revoked ? NULL : "already_revoked"));
 out:
 	cs_claims_clear(&c);
 	return rc;

@@ -7,8 +7,11 @@
 #   build  compiler, headers and libraries, PostgreSQL 15 server + client,
 #          openssl, curl
 #   test   build + clang (libFuzzer, sanitizers), libclang-rt-14-dev, nodejs,
-#          npm, jq, python3, python3-jwt, wrk, procps, psmisc, chromium
-#          (the headless browser of tests/ui)
+#          npm, jq, python3, python3-jwt, wrk, procps, psmisc, cppcheck,
+#          iproute2, chromium (the headless browser of tests/ui),
+#          systemd (systemd-analyze checks deploy/countersign.service),
+#          strace (traces the broker against the unit's system-call filter),
+#          python3-yaml (parses deploy/compose.yaml and deploy/k8s)
 #   all    everything (currently the same set as "test")
 #
 # Each package is checked with dpkg-query; only missing ones are installed.
@@ -21,12 +24,12 @@ set -euo pipefail
 
 readonly BUILD_PKGS=(
   build-essential pkg-config libssl-dev libpq-dev libmicrohttpd-dev
-  libjansson-dev libcurl4-openssl-dev postgresql-15 postgresql-client-15 openssl curl
+  libjansson-dev libcurl4-openssl-dev libgnutls28-dev postgresql-15 postgresql-client-15 openssl curl
   jq
 )
 readonly TEST_PKGS=(
   clang libclang-rt-14-dev nodejs npm jq python3 python3-jwt wrk procps psmisc
-  cppcheck iproute2 chromium
+  cppcheck iproute2 chromium systemd strace python3-yaml
 )
 readonly NODE_MIN_MAJOR=18
 

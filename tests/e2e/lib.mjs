@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = process.env.CS_BIN || join(ROOT, 'build', 'countersign');
@@ -92,7 +93,9 @@ export class Broker {
     this.logs = '';
   }
 
-  static async start({ cluster = Cluster.shared(), env = {}, migrate = true, db } = {}) {
+  // tls: {cert, key, ca} file paths to serve HTTPS; url is then https://
+  // and the start-up probe trusts ca.
+  static async start({ cluster = Cluster.shared(), env = {}, migrate = true, db, tls } = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'cs-broker-'));
     const keyFile = join(dir, 'master.key');
     writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
@@ -100,9 +103,11 @@ export class Broker {
     const port = await freePort();
     const b = new Broker({
       dir, cluster, db: dbName, port,
-      url: `http://127.0.0.1:${port}`,
+      url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+      ca: tls ? readFileSync(tls.ca) : undefined,
       dbUrl: cluster.url(dbName),
       env: {
+        ...(tls ? { COUNTERSIGN_TLS_CERT_FILE: tls.cert, COUNTERSIGN_TLS_KEY_FILE: tls.key } : {}),
         COUNTERSIGN_DATABASE_URL: cluster.urlAs(dbName, 'countersign_broker'),
         COUNTERSIGN_MIGRATE_DATABASE_URL: cluster.url(dbName),
         COUNTERSIGN_MASTER_KEY_FILE: keyFile,
@@ -130,13 +135,28 @@ export class Broker {
     this.exited = new Promise((r) => this.proc.on('exit', (code, sig) => r({ code, sig })));
     for (let i = 0; i < 100; i++) {
       try {
-        const r = await fetch(`${this.url}/healthz`);
+        const r = this.ca ? await httpsGet(`${this.url}/healthz`, { ca: this.ca })
+          : await fetch(`${this.url}/healthz`);
         if (r.status === 200) return;
       } catch { /* not up yet */ }
       if (this.proc.exitCode !== null) break;
       await sleep(50);
     }
     throw new Error(`broker did not start:\n${this.logs}`);
+  }
+
+  // Another broker process on the same database and master key, on its
+  // own port: a second replica. env overrides this one's settings.
+  async sibling(env = {}) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'cs-broker-'));
+    const b = new Broker({
+      ...this, proc: undefined, logs: '', dir, port,
+      url: `${this.ca ? 'https' : 'http'}://127.0.0.1:${port}`,
+      env: { ...this.env, COUNTERSIGN_LISTEN: `127.0.0.1:${port}`, ...env },
+    });
+    await b.spawn();
+    return b;
   }
 
   cli(...args) {
@@ -217,6 +237,21 @@ export class Broker {
     this.proc.kill('SIGKILL');
     await this.exited;
   }
+}
+
+// GET over HTTPS trusting only opts.ca; resolves {status, text, cert}
+// where cert is the server's leaf certificate (getPeerCertificate()).
+export function httpsGet(url, { ca, headers = {} } = {}) {
+  return new Promise((res, rej) => {
+    const req = httpsRequest(url, { ca, headers, agent: false }, (r) => {
+      const cert = r.socket.getPeerCertificate();
+      let text = '';
+      r.on('data', (d) => { text += d; });
+      r.on('end', () => res({ status: r.statusCode, headers: r.headers, text, cert }));
+    });
+    req.on('error', rej);
+    req.end();
+  });
 }
 
 // Decode a JWT's parts without verifying (for assertions only).

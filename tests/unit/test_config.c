@@ -24,7 +24,7 @@ static const char *const keys[] = {
 	"max_connections", "max_connections_per_ip", "db_connect_timeout",
 	"db_statement_timeout", "key_refresh", "log_level", "approval_timeout",
 	"poll_interval", "webhook_url", "webhook_timeout", "ui_session_ttl",
-	"ui_cookie_secure",
+	"ui_cookie_secure", "tls_cert_file", "tls_key_file",
 };
 
 static void
@@ -601,6 +601,32 @@ test_load(void)
 	free(big);
 }
 
+/* TLS needs both files; with it the derived issuer is https. */
+static void
+test_tls(void)
+{
+	struct broker_config cfg;
+	char err[512];
+
+	env_clear();
+	setenv("COUNTERSIGN_TLS_CERT_FILE", "/etc/countersign/tls.pem", 1);
+	err[0] = '\0';
+	CHECK(config_load(NULL, &cfg, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "tls_cert_file and tls_key_file") != NULL);
+	setenv("COUNTERSIGN_TLS_KEY_FILE", "/etc/countersign/tls.key", 1);
+	CHECK(config_load(NULL, &cfg, err, sizeof(err)) == 0);
+	CHECK_STR(cfg.tls_cert_file, "/etc/countersign/tls.pem");
+	CHECK_STR(cfg.tls_key_file, "/etc/countersign/tls.key");
+	CHECK_STR(cfg.issuer, "https://127.0.0.1:8080");
+	/* An explicit issuer is kept as given. */
+	setenv("COUNTERSIGN_ISSUER", "https://auth.example.com", 1);
+	CHECK(config_load(NULL, &cfg, err, sizeof(err)) == 0);
+	CHECK_STR(cfg.issuer, "https://auth.example.com");
+	unsetenv("COUNTERSIGN_TLS_CERT_FILE");
+	CHECK(config_load(NULL, &cfg, err, sizeof(err)) == -1);
+	env_clear();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -611,5 +637,6 @@ main(int argc, char **argv)
 	test_set_numbers();
 	test_parse_text();
 	test_load();
+	test_tls();
 	return check_summary(argv[0]);
 }
