@@ -53,6 +53,7 @@ struct http_req {
 	struct resp_header headers[MAX_RESP_HEADERS];
 	size_t nheaders;
 	json_t *logf;
+	char peer[INET6_ADDRSTRLEN + 8];
 };
 
 static struct MHD_Daemon *daemon_;
@@ -120,6 +121,35 @@ const char *
 http_req_id(const struct http_req *req)
 {
 	return req->id;
+}
+
+const char *
+http_req_peer(struct http_req *req)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	if (req->peer[0] != '\0')
+		return req->peer;
+	ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || (sa = ci->client_addr) == NULL)
+		return "";
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, req->peer, sizeof(req->peer));
+	} else if (sa->sa_family == AF_INET6) {
+		struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		/* One host usually holds a whole /64: key the block. */
+		memset(a.s6_addr + 8, 0, 8);
+		if (inet_ntop(AF_INET6, &a, req->peer, sizeof(req->peer)) != NULL) {
+			size_t n = strlen(req->peer);
+
+			snprintf(req->peer + n, sizeof(req->peer) - n, "/64");
+		}
+	}
+	return req->peer;
 }
 
 struct header_count {

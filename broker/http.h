@@ -47,6 +47,12 @@ const char *http_req_body(const struct http_req *req, size_t *len);
 /* Query-string argument, or NULL. */
 const char *http_req_query(const struct http_req *req, const char *name);
 const char *http_req_id(const struct http_req *req);
+/*
+ * http_req_peer(req): the client's address as numeric text, for limits
+ * keyed by address. IPv6 addresses are cut to their /64, the block one
+ * host usually holds. "" if unknown.
+ */
+const char *http_req_peer(struct http_req *req);
 
 /*
  * http_req_content_type_is(req, type): 1 if the Content-Type's media type

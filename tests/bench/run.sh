@@ -38,6 +38,7 @@ export COUNTERSIGN_LOG_LEVEL=warn
 export COUNTERSIGN_THREADS=$threads
 # One agent makes every request here: lift its per-agent rate limit.
 export COUNTERSIGN_RATE_TOKEN=0
+export COUNTERSIGN_RATE_INTROSPECT=0
 "$bin" migrate >/dev/null
 "$bin" scope add bench:read --kind read >/dev/null
 creds=$("$bin" agent add bench --json)
