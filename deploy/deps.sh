@@ -7,7 +7,8 @@
 #   build  compiler, headers and libraries, PostgreSQL 15 server + client,
 #          openssl, curl
 #   test   build + clang (libFuzzer, sanitizers), libclang-rt-14-dev, nodejs,
-#          npm, jq, python3, python3-jwt, wrk, procps, psmisc
+#          npm, jq, python3, python3-jwt, wrk, procps, psmisc, cppcheck,
+#          iproute2, faketime (libfaketime, for tests/e2e/clock.test.mjs)
 #   all    everything (currently the same set as "test")
 #
 # Each package is checked with dpkg-query; only missing ones are installed.
@@ -25,7 +26,7 @@ readonly BUILD_PKGS=(
 )
 readonly TEST_PKGS=(
   clang libclang-rt-14-dev nodejs npm jq python3 python3-jwt wrk procps psmisc
-  cppcheck iproute2
+  cppcheck iproute2 faketime
 )
 readonly NODE_MIN_MAJOR=18
 

@@ -92,14 +92,16 @@ export class Broker {
     this.logs = '';
   }
 
-  static async start({ cluster = Cluster.shared(), env = {}, migrate = true, db } = {}) {
+  // serveEnv: extra environment for the daemon only, not for the CLI
+  // (e.g. a libfaketime clock for `serve` while the CLI keeps the true one).
+  static async start({ cluster = Cluster.shared(), env = {}, serveEnv = {}, migrate = true, db } = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'cs-broker-'));
     const keyFile = join(dir, 'master.key');
     writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
     const dbName = db || cluster.createDb();
     const port = await freePort();
     const b = new Broker({
-      dir, cluster, db: dbName, port,
+      dir, cluster, db: dbName, port, serveEnv,
       url: `http://127.0.0.1:${port}`,
       dbUrl: cluster.url(dbName),
       env: {
@@ -123,7 +125,7 @@ export class Broker {
 
   async spawn() {
     this.proc = spawn(BIN, ['serve'], {
-      env: { ...process.env, ...this.env },
+      env: { ...process.env, ...this.env, ...this.serveEnv },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.proc.stderr.on('data', (d) => { this.logs += d.toString(); });
