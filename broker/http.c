@@ -170,6 +170,53 @@ count_header(void *cls, enum MHD_ValueKind kind, const char *key,
 	return MHD_YES;
 }
 
+/* RFC 9110 §5.6.2: the characters of a token (a header name). */
+static int
+is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/*
+ * MHD_get_connection_values callback: clear *cls (an int) at the first
+ * header that only a folded line or a stray control character can make.
+ * libmicrohttpd 0.9.75 accepts obs-fold but appends the continuation to the
+ * header's *name* ("Content-Length:\r\n 40" arrives as "Content-Length40"
+ * with an empty value, "X-A: 1\r\n Content-Length: 40" as a name holding
+ * ": "), and keeps a bare CR inside a value. A proxy that unfolds or splits
+ * such lines would frame the body differently from us.
+ */
+static enum MHD_Result
+check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	static const char *const framing[] = { "content-length",
+	    "transfer-encoding" };
+	int *ok = cls;
+	const unsigned char *p;
+	size_t i;
+
+	(void)kind;
+	for (p = (const unsigned char *)key; *p != '\0'; p++)
+		if (!is_tchar(*p))
+			goto bad;
+	if (*key == '\0')
+		goto bad;
+	for (i = 0; i < sizeof(framing) / sizeof(framing[0]); i++)
+		if (strncasecmp(key, framing[i], strlen(framing[i])) == 0 &&
+		    key[strlen(framing[i])] != '\0')
+			goto bad;
+	for (p = (const unsigned char *)(value != NULL ? value : ""); *p != '\0';
+	    p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			goto bad;
+	return MHD_YES;
+bad:
+	*ok = 0;
+	return MHD_NO;
+}
+
 const char *
 http_req_header(const struct http_req *req, const char *name, size_t *count)
 {
@@ -451,12 +498,24 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 		}
 		/*
 		 * Request smuggling: a body framed two ways, or two lengths,
-		 * could be read differently by a proxy in front of us. Refuse
-		 * it outright (and the connection closes with the answer).
+		 * or a header mangled by line folding, could be read
+		 * differently by a proxy in front of us. Refuse it outright
+		 * (and the connection closes with the answer).
 		 */
 		{
 			struct header_count ncl = { MHD_HTTP_HEADER_CONTENT_LENGTH, 0 };
 			struct header_count nte = { MHD_HTTP_HEADER_TRANSFER_ENCODING, 0 };
+			int well_formed = 1;
+
+			MHD_get_connection_values(conn, MHD_HEADER_KIND,
+			    check_header, &well_formed);
+			if (!well_formed) {
+				http_reply_errorf(req, CS_ERR_INVALID_REQUEST,
+				    "malformed header line (folded, or with a "
+				    "control character)");
+				req->handled = 1;
+				return send_reply(req);
+			}
 
 			MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header,
 			    &ncl);

@@ -146,6 +146,43 @@ test('ambiguous message framing (request smuggling) is refused', async () => {
   assert.equal((await b.get('/healthz')).status, 200);
 });
 
+test('folded header lines and stray CRs that could reframe the body are refused', async () => {
+  const creds = b.agent('fold-agent');
+  b.cliOk('grant', 'add', 'fold-agent', 'forum:read', '--audience', AUD);
+  const basic = Buffer.from(`${creds.id}:${creds.secret}`).toString('base64');
+  // A complete token request hidden where a lenient parser sees a body.
+  const inner = 'POST /oauth2/token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ' + basic +
+    '\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 61\r\n\r\n' +
+    'grant_type=client_credentials&scope=forum%3Aread&resource=' + encodeURIComponent(AUD).slice(0, 3);
+  const head = 'POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n';
+  const tokens = () => Number(b.sql("SELECT count(*) FROM tokens WHERE client_id = '" + creds.id + "'")[0][0]);
+  const before = tokens();
+  for (const [name, headers, body] of [
+    // libmicrohttpd 0.9.75 glues a continuation line onto the header name:
+    // this arrives as "Content-Length<n>" and the body as a second request.
+    ['folded Content-Length', `Content-Length:\r\n ${inner.length}\r\n`, inner],
+    ['folded Transfer-Encoding', 'Transfer-Encoding:\r\n chunked\r\nContent-Length: 3\r\n', 'a=b'],
+    ['a framing header folded into another', `X-Pad: a\r\n Content-Length: ${inner.length}\r\n`, inner],
+    ['a bare CR inside a value', 'X-A: 1\rTransfer-Encoding: chunked\r\nContent-Length: 3\r\n', 'a=b'],
+  ]) {
+    const out = await raw(b.port, `${head}${headers}\r\n${body}`);
+    assert.match(out, /^HTTP\/1\.1 400/, name);
+    assert.match(out, /malformed header line/, name);
+    assert.equal((out.match(/HTTP\/1\.1 /g) || []).length, 1, `${name}: one response only`);
+  }
+  assert.equal(tokens(), before, 'the hidden request was never served');
+  // Bare LF line ends are read as CRLF, so the framing checks still see
+  // every header they split.
+  const lf = head.replace(/\r\n/g, '\n');
+  for (const framing of ['Content-Length: 3\nTransfer-Encoding: chunked\n', 'Content-Length: 3\nContent-Length: 5\n']) {
+    const out = await raw(b.port, `${lf}${framing}\na=bcd`);
+    assert.match(out, /^HTTP\/1\.1 400/, framing);
+    assert.match(out, /ambiguous message framing/);
+  }
+  // An ordinary request on the same daemon is still served.
+  assert.equal((await b.post('/oauth2/token', cc, { auth: creds })).status, 200);
+});
+
 test('the failed-authentication lockout also guards introspection and revocation', async () => {
   const s = b.cliOk('service', 'add', 'lock-svc', '--audience', AUD, '--json').json;
   const introspect = (secret) => b.post('/oauth2/introspect', { token: 'x' }, { auth: { id: s.client_id, secret } });
