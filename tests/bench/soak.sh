@@ -11,7 +11,8 @@
 #   SOAK_RATE         requests per second, approximately (default 200)
 #   SOAK_CONNECTIONS  concurrent connections (default 4)
 #   SOAK_INTERVAL     seconds between samples (default 5)
-#   SOAK_WARMUP       seconds of samples left out of the fit (default 30)
+#   SOAK_WARMUP       seconds of samples left out of the fit (default 60:
+#                     allocator arenas and connection buffers grow at first)
 #   SOAK_MAX_SLOPE    KB/min the RSS may grow (default 256)
 #   SOAK_SAMPLES      file to keep the samples in ("seconds rss_kb fds")
 set -euo pipefail
@@ -22,7 +23,7 @@ secs=${SOAK_SECONDS:-600}
 rate=${SOAK_RATE:-200}
 conns=${SOAK_CONNECTIONS:-4}
 interval=${SOAK_INTERVAL:-5}
-warmup=${SOAK_WARMUP:-30}
+warmup=${SOAK_WARMUP:-60}
 max_slope=${SOAK_MAX_SLOPE:-256}
 
 [ -x "$soak_bin" ] || { echo "soak: $soak_bin missing (make builds it)" >&2; exit 1; }
