@@ -8,7 +8,9 @@
 // - verifiers accept it only within their leeway (30 s) on their own clock:
 //   a broker ahead beyond the leeway makes tokens "not yet valid", a broker
 //   behind makes them expire early; both fail closed;
-// - step-up requests expire by PostgreSQL's clock alone.
+// - step-up requests expire by PostgreSQL's clock alone;
+// - /readyz reports the broker's skew against PostgreSQL, and the broker
+//   warns in its log beyond 30 s (the verifiers' default leeway).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -71,6 +73,14 @@ function verify(b, token) {
 }
 
 const now = () => Math.floor(Date.now() / 1000);
+
+// /readyz's clock_skew_ms, after which the broker's log is read.
+async function skewMs(b) {
+  const r = await b.get('/readyz');
+  assert.equal(r.status, 200, 'skew is reported, not a reason to leave the pool');
+  return r.json.clock_skew_ms;
+}
+const WARNING = /this host's clock is \d+ ms (ahead of|behind) PostgreSQL's/;
 const cc = { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD };
 
 function rowLifetime(b, jti) {
@@ -101,6 +111,13 @@ test('the tokens of a broker 10 min ahead carry its clock, last their TTL, and a
   assert.equal(big.status, 200, big.text);
   const p2 = decodeJwt(big.json.access_token).payload;
   assert.ok(p2.exp - p2.iat <= 600, `lifetime ${p2.exp - p2.iat}`);
+  // The broker measures and reports its skew, and warns once.
+  const skew = await skewMs(b);
+  assert.ok(Math.abs(skew - 600000) < 5000, `clock_skew_ms ${skew}`);
+  await skewMs(b);
+  assert.match(b.logs, WARNING);
+  assert.equal(b.logs.match(new RegExp(WARNING, 'g')).length, 1, 'one warning, not one per probe');
+  assert.match(b.logs.match(WARNING)[0], /ahead of/);
 });
 
 test('within the verifiers\' leeway (broker 20 s ahead) tokens verify', async () => {
@@ -110,6 +127,9 @@ test('within the verifiers\' leeway (broker 20 s ahead) tokens verify', async ()
   const { payload } = decodeJwt(r.json.access_token);
   assert.ok(payload.iat > now() + 10, 'the broker is ahead');
   assert.equal(verify(b, r.json.access_token), 'ok');
+  const skew = await skewMs(b);
+  assert.ok(Math.abs(skew - 20000) < 5000, `clock_skew_ms ${skew}`);
+  assert.doesNotMatch(b.logs, WARNING);
 });
 
 test('the tokens of a broker 10 min behind are expired for verifiers and for its own introspection', async () => {
@@ -127,6 +147,9 @@ test('the tokens of a broker 10 min behind are expired for verifiers and for its
   assert.equal(i.json.active, false);
   const [[uses]] = b.sql(`SELECT use_count FROM tokens WHERE jti = '${payload.jti}'`);
   assert.equal(Number(uses), 0);
+  const skew = await skewMs(b);
+  assert.ok(Math.abs(skew + 600000) < 5000, `clock_skew_ms ${skew}`);
+  assert.match(b.logs.match(WARNING)?.[0] ?? '', /behind/);
 });
 
 async function stepUp(s, expiry) {
