@@ -29,8 +29,7 @@ api_authenticate_approver(struct http_req *req, struct approver *a)
 	/*
 	 * An approver key names no approver, so failures are counted per
 	 * client address; a locked-out address is refused before its key is
-	 * even looked up (or audited), which also caps the audit rows a key
-	 * guesser can make us write.
+	 * even looked up. (Each refusal is still one rate.limited row.)
 	 */
 	memset(a, 0, sizeof(*a));
 	if (api_peer_locked_out(req, "approver"))
