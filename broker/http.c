@@ -141,6 +141,12 @@ http_req_peer(struct http_req *req)
 	} else if (sa->sa_family == AF_INET6) {
 		struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
 
+		/* A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d. */
+		if (IN6_IS_ADDR_V4MAPPED(&a)) {
+			inet_ntop(AF_INET, a.s6_addr + 12, req->peer,
+			    sizeof(req->peer));
+			return req->peer;
+		}
 		/* One host usually holds a whole /64: key the block. */
 		memset(a.s6_addr + 8, 0, 8);
 		if (inet_ntop(AF_INET6, &a, req->peer, sizeof(req->peer)) != NULL) {
@@ -175,7 +181,8 @@ static int
 is_tchar(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+	    (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /*

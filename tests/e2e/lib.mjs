@@ -94,7 +94,8 @@ export class Broker {
 
   // serveEnv: extra environment for the daemon only, not for the CLI
   // (e.g. a libfaketime clock for `serve` while the CLI keeps the true one).
-  static async start({ cluster = Cluster.shared(), env = {}, serveEnv = {}, migrate = true, db } = {}) {
+  // ipv6: listen on [::1] instead of 127.0.0.1.
+  static async start({ cluster = Cluster.shared(), env = {}, serveEnv = {}, migrate = true, db, ipv6 = false } = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'cs-broker-'));
     const keyFile = join(dir, 'master.key');
     writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
@@ -102,13 +103,13 @@ export class Broker {
     const port = await freePort();
     const b = new Broker({
       dir, cluster, db: dbName, port, serveEnv,
-      url: `http://127.0.0.1:${port}`,
+      url: ipv6 ? `http://[::1]:${port}` : `http://127.0.0.1:${port}`,
       dbUrl: cluster.url(dbName),
       env: {
         COUNTERSIGN_DATABASE_URL: cluster.urlAs(dbName, 'countersign_broker'),
         COUNTERSIGN_MIGRATE_DATABASE_URL: cluster.url(dbName),
         COUNTERSIGN_MASTER_KEY_FILE: keyFile,
-        COUNTERSIGN_LISTEN: `127.0.0.1:${port}`,
+        COUNTERSIGN_LISTEN: ipv6 ? `[::1]:${port}` : `127.0.0.1:${port}`,
         COUNTERSIGN_THREADS: '4',
         COUNTERSIGN_KEY_REFRESH: '2',
         // Functional tests make many requests per agent; limits.test.mjs

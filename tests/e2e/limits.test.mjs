@@ -286,3 +286,19 @@ test('wrong approver keys lock the client address out, audited, and no key is lo
     assert.ok(!b.logs.includes(g), 'key in the broker log');
   }
 });
+
+test('over IPv6 the approver lockout keys the client\'s /64', async () => {
+  const b6 = await Broker.start({ ipv6: true, env: { COUNTERSIGN_RATE_AUTH_FAILURES: '3' } });
+  try {
+    const good = b6.cliOk('approver', 'add', 'v6-ann', '--groups', 'g', '--json').json.api_key;
+    const get = async (key) => (await fetch(`${b6.url}/v1/approvals`, { headers: { authorization: `Bearer ${key}` } })).status;
+    assert.equal(await get(good), 200);
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push(await get('x'.repeat(good.length)));
+    assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+    assert.equal(await get(good), 429);
+    assert.deepEqual(b6.sql("SELECT DISTINCT subject FROM audit_events WHERE type = 'rate.limited'"), [['::/64']]);
+  } finally {
+    await b6.stop();
+  }
+});
