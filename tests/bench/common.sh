@@ -9,6 +9,8 @@
 #                       wait until /readyz answers
 #   cs_stop_broker      SIGTERM and wait; returns the broker's exit status
 #   cs_mix SECONDS CONNS  run mix.lua with wrk; its output on stdout
+#   cs_audit_matches    print token rows and token.issued events; false
+#                       unless they are equal (every token has its event)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=$(mktemp -d /tmp/cs-bench.XXXXXX)
@@ -94,4 +96,13 @@ cs_stop_broker() {
 cs_mix() {
 	wrk -t2 -c"$2" -d"$1s" -s "$root/tests/bench/mix.lua" \
 	    "http://127.0.0.1:$port"
+}
+
+cs_audit_matches() {
+	local tokens events
+	tokens=$(psql -X -q -At "$owner" -c "SELECT count(*) FROM tokens")
+	events=$(psql -X -q -At "$owner" -c \
+	    "SELECT count(*) FROM audit_events WHERE type = 'token.issued'")
+	echo "tokens: $tokens rows, $events token.issued events"
+	[ "$tokens" -eq "$events" ]
 }

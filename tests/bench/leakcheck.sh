@@ -3,8 +3,9 @@
 # requests of mix.lua (tokens, introspection, hostile and malformed
 # requests, the approver API) against the ASan+UBSan+LSan build, then a
 # clean shutdown. Fails on any sanitizer report (leak, memory error,
-# undefined behaviour), any 5xx answer, a non-zero exit of the broker, or
-# fewer requests than LEAK_MIN_REQUESTS.
+# undefined behaviour), any 5xx answer, a non-zero exit of the broker, a
+# token without its token.issued event, or fewer requests than
+# LEAK_MIN_REQUESTS.
 #
 #   LEAK_BIN           broker binary (default build-asan/countersign)
 #   LEAK_SECONDS       seconds of load (default 30)
@@ -37,6 +38,9 @@ server_errors=$(awk '$1 == "status" && $2 >= 500 { n += $3 } END { print n + 0 }
 fail=0
 if [ "${total:-0}" -lt "$min" ]; then
 	echo "leakcheck: FAIL: $total requests, fewer than $min" >&2; fail=1
+fi
+if ! cs_audit_matches; then
+	echo "leakcheck: FAIL: token rows and token.issued events differ" >&2; fail=1
 fi
 if [ "$server_errors" -ne 0 ]; then
 	echo "leakcheck: FAIL: $server_errors answers with status 5xx" >&2; fail=1

@@ -4,7 +4,8 @@
 # against the release build, sampling the broker's resident memory (and
 # open descriptors) every SOAK_INTERVAL seconds. After a warm-up, it fits a
 # least-squares line to the RSS samples and fails if the slope exceeds
-# SOAK_MAX_SLOPE KB/min, or on any 5xx answer.
+# SOAK_MAX_SLOPE KB/min, on any 5xx answer, or on a token without its
+# token.issued event.
 #
 #   SOAK_BIN          broker binary (default build/countersign)
 #   SOAK_SECONDS      seconds of load (default 600)
@@ -49,9 +50,11 @@ rc=0
 cs_stop_broker || rc=$?
 grep -E 'requests in|Requests/sec|Socket errors|^status' "$work/wrk.out" || true
 server_errors=$(awk '$1 == "status" && $2 >= 500 { n += $3 } END { print n + 0 }' "$work/wrk.out")
-python3 - "$work/samples" "$warmup" "$max_slope" "$server_errors" "$rc" <<'PY'
+audit_bad=0
+cs_audit_matches || audit_bad=1
+python3 - "$work/samples" "$warmup" "$max_slope" "$server_errors" "$rc" "$audit_bad" <<'PY'
 import json, sys
-path, warmup, max_slope, server_errors, rc = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+path, warmup, max_slope, server_errors, rc, audit_bad = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 rows = [tuple(map(float, l.split())) for l in open(path) if l.strip()]
 fit = [r for r in rows if r[0] >= warmup]
 def slope(pts):
@@ -64,14 +67,15 @@ def slope(pts):
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx * 60 if sxx else None
 kb_min = slope([(r[0], r[1]) for r in fit])
 fd_min = slope([(r[0], r[2]) for r in fit])
-ok = kb_min is not None and kb_min <= max_slope and server_errors == 0 and rc == 0
+ok = kb_min is not None and kb_min <= max_slope and server_errors == 0 and rc == 0 and not audit_bad
 print(json.dumps({"soak": "pass" if ok else "FAIL", "samples": len(rows), "fitted": len(fit),
     "rss_kb_first": int(rows[0][1]), "rss_kb_after_warmup": int(fit[0][1]) if fit else None,
     "rss_kb_last": int(rows[-1][1]), "rss_kb_max": int(max(r[1] for r in rows)),
     "rss_slope_kb_per_min": None if kb_min is None else round(kb_min, 1),
     "fd_slope_per_min": None if fd_min is None else round(fd_min, 2),
     "fds_last": int(rows[-1][2]), "max_slope_kb_per_min": max_slope,
-    "server_errors": server_errors, "broker_exit": rc}))
+    "server_errors": server_errors, "broker_exit": rc,
+    "every_token_audited": not audit_bad}))
 if kb_min is None:
     print("soak: FAIL: too few samples after the warm-up", file=sys.stderr)
 sys.exit(0 if ok else 1)
