@@ -74,7 +74,7 @@ function verify(b, token) {
 
 const now = () => Math.floor(Date.now() / 1000);
 
-// /readyz's clock_skew_ms, after which the broker's log is read.
+// GET /readyz's clock_skew_ms; the probe is also what logs the warning.
 async function skewMs(b) {
   const r = await b.get('/readyz');
   assert.equal(r.status, 200, 'skew is reported, not a reason to leave the pool');
