@@ -6,6 +6,8 @@
 #   make asan    the same suite against an ASan+UBSan build
 #   make fuzz    run every libFuzzer target for FUZZ_SECONDS each
 #   make lint    banned functions, cppcheck
+#   make leakcheck  >= 10k mixed requests against the ASan+LSan build
+#   make soak    SOAK_SECONDS (600) of load, failing on RSS growth
 
 CC       ?= cc
 PKGS     := libmicrohttpd jansson libssl libcrypto libpq libcurl gnutls
@@ -45,7 +47,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all deps run stop demo test unit e2e asan fuzz lint clean bench
+.PHONY: all deps run stop demo test unit e2e asan fuzz lint clean bench \
+        leakcheck soak
 
 all: $(BUILD)/countersign $(BUILD)/libcountersign-verify.a \
      $(BUILD)/libcountersign-verify.so $(BUILD)/forum
@@ -110,7 +113,7 @@ $(BUILD)/countersign: $(BUILD)/obj/main.o $(BUILD)/libcountersign.a
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libcountersign.a | $(BUILD)/tests
 	@echo "  CCLD    $@"
 	@$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_MODE) -o $@ $< \
-	    $(BUILD)/libcountersign.a $(PKG_LIBS) -lpthread
+	    $(BUILD)/libcountersign.a $(PKG_LIBS) -lpthread -lm
 
 # The example forum of the demo (docs/demo.md): a resource server linked
 # against the static verify library, as a C service would be.
@@ -160,3 +163,15 @@ clean:
 # Benchmarks: figures only, no assertions (docs/benchmarks.md records them).
 bench: all
 	tests/bench/run.sh
+
+# At least 10,000 mixed good and hostile requests against the sanitizer
+# build, then a clean shutdown; fails on any leak, memory error, undefined
+# behaviour or 5xx (tests/bench/leakcheck.sh; about 40 s).
+leakcheck:
+	$(MAKE) BUILD=build-asan MODE=asan build-asan/countersign
+	tests/bench/leakcheck.sh
+
+# Load at a fixed rate for SOAK_SECONDS (default 600), sampling the
+# broker's RSS; fails if it grows faster than SOAK_MAX_SLOPE KB/min.
+soak: all
+	tests/bench/soak.sh

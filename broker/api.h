@@ -64,6 +64,31 @@ void api_approvals_serve_list(struct http_req *req, api_approver_auth auth);
 void api_approvals_serve_item(struct http_req *req, const char *prefix,
     api_approver_auth auth);
 
+/*
+ * api_peer_locked_out(req, realm) / api_note_peer_failure(req, realm): the
+ * same lockout keyed by the client's address, for credentials that name
+ * no client id (approver keys). The budget is rate_auth_failures.
+ */
+int api_peer_locked_out(struct http_req *req, const char *realm);
+void api_note_peer_failure(struct http_req *req, const char *realm);
+
+/*
+ * api_admit(req, limit, who): take one request from who's budget for
+ * limit. Returns 0 if allowed; else answers 429 with Retry-After (audited
+ * as rate.limited) and returns -1.
+ */
+enum api_limit { API_LIMIT_INTROSPECT, API_LIMIT_APPROVER };
+int api_admit(struct http_req *req, enum api_limit limit, const char *who);
+
+/*
+ * api_authenticate_approver(req, a): authenticate the approver key of a
+ * request into *a (cleared by approvals_approver_clear), behind the
+ * per-address failed-authentication lockout and the per-approver rate
+ * limit. Answers the request and returns -1 on any failure.
+ */
+struct approver;
+int api_authenticate_approver(struct http_req *req, struct approver *a);
+
 /* The route table, ending in a {NULL} entry. */
 extern const struct http_route api_routes[];
 

@@ -25,33 +25,47 @@
 
 #define PREFIX	"/v1/approvals/"
 
-static int
-authenticate(struct http_req *req, struct approver *a)
+int
+api_authenticate_approver(struct http_req *req, struct approver *a)
 {
 	struct cs_error err;
 
+	/*
+	 * An approver key names no approver, so failures are counted per
+	 * client address; a locked-out address is refused before its key is
+	 * even looked up. (Each refusal is still one rate.limited row.)
+	 */
+	memset(a, 0, sizeof(*a));
+	if (api_peer_locked_out(req, "approver"))
+		return -1;
 	if (approvals_authenticate(http_req_header(req, "Authorization", NULL),
 	    a, &err) != CS_OK) {
-		if (err.code == CS_ERR_INVALID_TOKEN)
+		if (err.code == CS_ERR_INVALID_TOKEN) {
+			api_note_peer_failure(req, "approver");
 			http_add_header(req, "WWW-Authenticate", "Bearer "
 			    "realm=\"countersign-approvers\", error=\"invalid_token\"");
+		}
 		http_reply_error(req, &err);
 		return -1;
 	}
 	http_log_field(req, "approver", a->name);
+	if (api_admit(req, API_LIMIT_APPROVER, a->name) != 0) {
+		approvals_approver_clear(a);
+		return -1;
+	}
 	return 0;
 }
 
 void
 api_approvals_list(struct http_req *req)
 {
-	api_approvals_serve_list(req, authenticate);
+	api_approvals_serve_list(req, api_authenticate_approver);
 }
 
 void
 api_approvals_item(struct http_req *req)
 {
-	api_approvals_serve_item(req, PREFIX, authenticate);
+	api_approvals_serve_item(req, PREFIX, api_authenticate_approver);
 }
 
 void

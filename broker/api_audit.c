@@ -28,20 +28,12 @@ api_audit(struct http_req *req)
 {
 	struct audit_filter f;
 	struct approver a;
-	struct cs_error err;
 	const char *v;
 	json_t *events = NULL;
 	int64_t after = 0, limit = 100, last = 0;
 
-	if (approvals_authenticate(http_req_header(req, "Authorization", NULL),
-	    &a, &err) != CS_OK) {
-		if (err.code == CS_ERR_INVALID_TOKEN)
-			http_add_header(req, "WWW-Authenticate", "Bearer "
-			    "realm=\"countersign-approvers\", error=\"invalid_token\"");
-		http_reply_error(req, &err);
+	if (api_authenticate_approver(req, &a) != 0)
 		return;
-	}
-	http_log_field(req, "approver", a.name);
 	if (!is_auditor(&a)) {
 		http_reply_errorf(req, CS_ERR_FORBIDDEN, "the audit log is for "
 		    "members of the \"" AUDITOR_GROUP "\" group");

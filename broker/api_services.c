@@ -123,6 +123,8 @@ api_introspect(struct http_req *req)
 		goto out;
 	}
 	http_log_field(req, "service", svc.name);
+	if (api_admit(req, API_LIMIT_INTROSPECT, svc.name) != 0)
+		goto out;
 	if (tokens_introspect(api_config(), svc.name,
 	    (const char *const *)svc.audiences, svc.naudiences,
 	    form_get(f, "token", NULL), &out, &err) != CS_OK) {

@@ -32,7 +32,8 @@ static const char *const single_params[] = {
 
 #define CIBA_GRANT	"urn:openid:params:grant-type:ciba"
 
-static struct ratelimit *rl_token, *rl_bc, *rl_fail;
+static struct ratelimit *rl_token, *rl_bc, *rl_fail, *rl_introspect,
+    *rl_approver;
 
 int
 api_limits_init(const struct broker_config *cfg)
@@ -42,11 +43,14 @@ api_limits_init(const struct broker_config *cfg)
 	rl_token = ratelimit_new(cfg->rate_token);
 	rl_bc = ratelimit_new(cfg->rate_bc_authorize);
 	rl_fail = ratelimit_new(cfg->rate_auth_failures);
+	rl_introspect = ratelimit_new(cfg->rate_introspect);
+	rl_approver = ratelimit_new(cfg->rate_approver);
 	if (scoperate_init(cfg->rate_scopes, errbuf, sizeof(errbuf)) != 0) {
 		log_error("%s", errbuf);
 		return -1;
 	}
 	return rl_token != NULL && rl_bc != NULL && rl_fail != NULL &&
+	    rl_introspect != NULL && rl_approver != NULL &&
 	    tripwire_init() == 0 ? 0 : -1;
 }
 
@@ -56,7 +60,9 @@ api_limits_shutdown(void)
 	ratelimit_free(rl_token);
 	ratelimit_free(rl_bc);
 	ratelimit_free(rl_fail);
-	rl_token = rl_bc = rl_fail = NULL;
+	ratelimit_free(rl_introspect);
+	ratelimit_free(rl_approver);
+	rl_token = rl_bc = rl_fail = rl_introspect = rl_approver = NULL;
 	scoperate_shutdown();
 	tripwire_shutdown();
 }
@@ -147,6 +153,46 @@ api_note_auth_failure(struct http_req *req, const struct form *f,
 	    "{s:s, s:s%}", "realm", realm, "client_id", id != NULL ? id : "",
 	    id != NULL ? strnlen(id, 80) : 0));
 	free(id);
+}
+
+int
+api_peer_locked_out(struct http_req *req, const char *realm)
+{
+	char key[RATELIMIT_KEY_MAX];
+	const char *peer = http_req_peer(req);
+	int retry = 0;
+
+	snprintf(key, sizeof(key), "fail:%s@%s", realm, peer);
+	if (ratelimit_peek(rl_fail, key, &retry))
+		return 0;
+	reply_limited(req, peer, "failed authentication", retry);
+	return 1;
+}
+
+void
+api_note_peer_failure(struct http_req *req, const char *realm)
+{
+	char key[RATELIMIT_KEY_MAX];
+	int retry = 0;
+
+	snprintf(key, sizeof(key), "fail:%s@%s", realm, http_req_peer(req));
+	(void)ratelimit_take(rl_fail, key, &retry);
+}
+
+int
+api_admit(struct http_req *req, enum api_limit limit, const char *who)
+{
+	const char *what = limit == API_LIMIT_INTROSPECT ? "introspect" :
+	    "approver";
+	char key[RATELIMIT_KEY_MAX];
+	int retry = 0;
+
+	snprintf(key, sizeof(key), "%s:%.80s", what, who);
+	if (ratelimit_take(limit == API_LIMIT_INTROSPECT ? rl_introspect :
+	    rl_approver, key, &retry))
+		return 0;
+	reply_limited(req, who, what, retry);
+	return -1;
 }
 
 int

@@ -173,6 +173,11 @@ session_auth(struct http_req *req, struct approver *a)
 		goto out;
 	}
 	http_log_field(req, "approver", a->name);
+	/* The same per-approver budget as the Bearer API (rate_approver). */
+	if (api_admit(req, API_LIMIT_APPROVER, a->name) != 0) {
+		approvals_approver_clear(a);
+		goto out;
+	}
 	rc = 0;
 out:
 	util_secure_zero(csrf, sizeof(csrf));
@@ -225,9 +230,9 @@ set_cookie(struct http_req *req, const char *value, int64_t max_age)
 static void
 sign_in(struct http_req *req)
 {
-	char peer[64], id[SESSIONS_ID_LEN + 1] = "";
+	char id[SESSIONS_ID_LEN + 1] = "";
 	char csrf[SESSIONS_CSRF_LEN + 1] = "";
-	const char *peer_id = NULL, *text;
+	const char *text;
 	struct approver a;
 	struct cs_error err;
 	json_error_t jerr;
@@ -243,12 +248,11 @@ sign_in(struct http_req *req)
 		goto out;
 	}
 	/*
-	 * Failed sign-ins count per client address: the key names no one
-	 * until it matches, so there is no claimed identity to key on.
+	 * Failed sign-ins count per client address, in the same budget as
+	 * wrong keys on the Bearer API: the key names no one until it
+	 * matches, so there is no claimed identity to key on.
 	 */
-	if (http_req_peer(req, peer, sizeof(peer)) == 0)
-		peer_id = peer;
-	if (api_locked_out_id(req, peer_id, "approver"))
+	if (api_peer_locked_out(req, "approver"))
 		goto out;
 	if (!http_req_content_type_is(req, "application/json")) {
 		http_reply_errorf(req, CS_ERR_UNSUPPORTED_MEDIA_TYPE,
@@ -267,7 +271,7 @@ sign_in(struct http_req *req)
 	if (approvals_authenticate_key(json_string_value(key), &a,
 	    &err) != CS_OK) {
 		if (err.code == CS_ERR_INVALID_TOKEN)
-			api_note_auth_failure_id(peer_id, "approver");
+			api_note_peer_failure(req, "approver");
 		http_reply_error(req, &err);
 		goto out;
 	}

@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "db.h"
 #include "keys.h"
+#include "log.h"
 
 static const struct broker_config *cfg_;
 static char *metadata;		/* built once: it only depends on config */
@@ -186,16 +187,38 @@ api_metrics(struct http_req *req)
 	free(text);
 }
 
+/*
+ * Beyond this, the tokens of a broker ahead of PostgreSQL (and, with NTP on
+ * both, of the verifiers) fail the verify library's default leeway.
+ */
+#define CLOCK_SKEW_WARN_MS	30000
+
 void
 api_readyz(struct http_req *req)
 {
+	static int warned;	/* racy on purpose: at worst a second warning */
 	struct keyset *ks = NULL;
-	int db_ok, keys_ok;
+	int db_ok, keys_ok, off;
+	int64_t skew = 0;
+	json_t *j;
 
-	db_ok = db_ping() == CS_OK;
+	db_ok = db_clock_skew(&skew) == CS_OK;
 	keys_ok = keys_acquire(&ks) == CS_OK;
 	keys_release(ks);
-	http_reply_json(req, db_ok && keys_ok ? 200 : 503,
-	    json_pack("{s:s, s:b, s:b}", "status", db_ok && keys_ok ? "ready" :
-	    "not_ready", "database", db_ok, "keys", keys_ok));
+	j = json_pack("{s:s, s:b, s:b}", "status", db_ok && keys_ok ? "ready" :
+	    "not_ready", "database", db_ok, "keys", keys_ok);
+	/*
+	 * Clock skew is reported, not a reason to leave the pool: if the
+	 * database's clock is the wrong one, every broker would leave it.
+	 */
+	off = db_ok && (skew > CLOCK_SKEW_WARN_MS || skew < -CLOCK_SKEW_WARN_MS);
+	if (db_ok)
+		json_object_set_new(j, "clock_skew_ms", json_integer(skew));
+	if (off && !warned)
+		log_msg(LOG_LEVEL_WARN, "this host's clock is %lld ms %s PostgreSQL's: "
+		    "tokens carry this clock and verifiers allow 30 s by default",
+		    (long long)(skew < 0 ? -skew : skew), skew < 0 ? "behind" :
+		    "ahead of");
+	warned = off;
+	http_reply_json(req, db_ok && keys_ok ? 200 : 503, j);
 }

@@ -50,6 +50,8 @@ static const struct setting settings[] = {
 	S("rate_bc_authorize", T_INT, rate_bc_authorize, 0, 10000000),
 	S("rate_auth_failures", T_INT, rate_auth_failures, 0, 10000000),
 	S("rate_scopes", T_STRING, rate_scopes, 0, 0),
+	S("rate_introspect", T_INT, rate_introspect, 0, 10000000),
+	S("rate_approver", T_INT, rate_approver, 0, 10000000),
 	S("cache_ttl_ms", T_INT, cache_ttl_ms, 0, 60000),
 	S("group_commit", T_INT, group_commit, 0, 8),
 	S("group_commit_window", T_INT, group_commit_window, 0, 100000),
@@ -88,6 +90,8 @@ config_defaults(struct broker_config *cfg)
 	cfg->rate_token = 6000;
 	cfg->rate_bc_authorize = 30;
 	cfg->rate_auth_failures = 30;
+	cfg->rate_introspect = 60000;
+	cfg->rate_approver = 600;
 	cfg->cache_ttl_ms = 1000;
 	cfg->group_commit = 2;
 	cfg->group_commit_window = 0;

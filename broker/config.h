@@ -47,6 +47,8 @@ struct broker_config {
 	int rate_bc_authorize;		/* bc-authorize requests per agent per minute */
 	int rate_auth_failures;		/* failed authentications per client id per minute */
 	char rate_scopes[1024];		/* "SCOPE=N,...": per agent per scope per minute */
+	int rate_introspect;		/* introspection requests per service per minute */
+	int rate_approver;		/* approver API requests per approver per minute */
 	int cache_ttl_ms;		/* read-path caches (0: off) */
 	int group_commit;		/* committer threads (0: insert one by one) */
 	int group_commit_window;	/* microseconds a batch waits for company */

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
+#include "util.h"
 
 struct db_result {
 	PGresult *res;
@@ -522,6 +523,37 @@ db_ping(void)
 	static const struct db_stmt ping = { "db_ping", "SELECT 1", 0 };
 
 	return db_exec(&ping, NULL, NULL);
+}
+
+static int64_t
+realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum cs_err
+db_clock_skew(int64_t *skew_ms)
+{
+	static const struct db_stmt clock = { "db_clock",
+	    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", 0 };
+	struct db_result *res = NULL;
+	int64_t before, after, theirs;
+	enum cs_err rc;
+
+	*skew_ms = 0;
+	before = realtime_ms();
+	rc = db_exec(&clock, NULL, &res);
+	after = realtime_ms();
+	if (rc == CS_OK && (db_nrows(res) != 1 ||
+	    util_parse_int64(db_value(res, 0, 0), 0, INT64_MAX, &theirs) != 0))
+		rc = CS_ERR_INTERNAL;
+	if (rc == CS_OK)
+		*skew_ms = before + (after - before) / 2 - theirs;
+	db_result_free(res);
+	return rc;
 }
 
 int

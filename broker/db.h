@@ -96,6 +96,15 @@ enum cs_err db_exec_json(const struct db_stmt *st, const char *const *params,
 /* db_ping(): CS_OK if a trivial query succeeds. */
 enum cs_err db_ping(void);
 
+/*
+ * db_clock_skew(skew_ms): how far this process's wall clock (the one that
+ * sets tokens' iat and exp) is ahead of PostgreSQL's clock_timestamp() (the
+ * one that judges approvals), in milliseconds; negative when behind. The
+ * database's reading is compared with the midpoint of the round trip, so
+ * the error is at most half of it. CS_OK, or the db_exec error.
+ */
+enum cs_err db_clock_skew(int64_t *skew_ms);
+
 int db_nrows(const struct db_result *r);
 /* db_value(r, row, col): the text of a field, "" for NULL; owned by r. */
 const char *db_value(const struct db_result *r, int row, int col);

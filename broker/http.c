@@ -54,6 +54,7 @@ struct http_req {
 	struct resp_header headers[MAX_RESP_HEADERS];
 	size_t nheaders;
 	json_t *logf;
+	char peer[INET6_ADDRSTRLEN + 8];
 };
 
 static struct MHD_Daemon *daemon_;
@@ -124,6 +125,41 @@ http_req_id(const struct http_req *req)
 	return req->id;
 }
 
+const char *
+http_req_peer(struct http_req *req)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	if (req->peer[0] != '\0')
+		return req->peer;
+	ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || (sa = ci->client_addr) == NULL)
+		return "";
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, req->peer, sizeof(req->peer));
+	} else if (sa->sa_family == AF_INET6) {
+		struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		/* A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d. */
+		if (IN6_IS_ADDR_V4MAPPED(&a)) {
+			inet_ntop(AF_INET, a.s6_addr + 12, req->peer,
+			    sizeof(req->peer));
+			return req->peer;
+		}
+		/* One host usually holds a whole /64: key the block. */
+		memset(a.s6_addr + 8, 0, 8);
+		if (inet_ntop(AF_INET6, &a, req->peer, sizeof(req->peer)) != NULL) {
+			size_t n = strlen(req->peer);
+
+			snprintf(req->peer + n, sizeof(req->peer) - n, "/64");
+		}
+	}
+	return req->peer;
+}
+
 struct header_count {
 	const char *name;
 	size_t n;
@@ -140,6 +176,54 @@ count_header(void *cls, enum MHD_ValueKind kind, const char *key,
 	if (strcasecmp(key, hc->name) == 0)
 		hc->n++;
 	return MHD_YES;
+}
+
+/* RFC 9110 §5.6.2: the characters of a token (a header name). */
+static int
+is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/*
+ * MHD_get_connection_values callback: clear *cls (an int) at the first
+ * header that only a folded line or a stray control character can make.
+ * libmicrohttpd 0.9.75 accepts obs-fold but appends the continuation to the
+ * header's *name* ("Content-Length:\r\n 40" arrives as "Content-Length40"
+ * with an empty value, "X-A: 1\r\n Content-Length: 40" as a name holding
+ * ": "), and keeps a bare CR inside a value. A proxy that unfolds or splits
+ * such lines would frame the body differently from us.
+ */
+static enum MHD_Result
+check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	static const char *const framing[] = { "content-length",
+	    "transfer-encoding" };
+	int *ok = cls;
+	const unsigned char *p;
+	size_t i;
+
+	(void)kind;
+	for (p = (const unsigned char *)key; *p != '\0'; p++)
+		if (!is_tchar(*p))
+			goto bad;
+	if (*key == '\0')
+		goto bad;
+	for (i = 0; i < sizeof(framing) / sizeof(framing[0]); i++)
+		if (strncasecmp(key, framing[i], strlen(framing[i])) == 0 &&
+		    key[strlen(framing[i])] != '\0')
+			goto bad;
+	for (p = (const unsigned char *)(value != NULL ? value : ""); *p != '\0';
+	    p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			goto bad;
+	return MHD_YES;
+bad:
+	*ok = 0;
+	return MHD_NO;
 }
 
 const char *
@@ -159,22 +243,6 @@ const char *
 http_req_cookie(const struct http_req *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
-}
-
-int
-http_req_peer(const struct http_req *req, char *buf, size_t cap)
-{
-	const union MHD_ConnectionInfo *ci;
-	socklen_t len;
-
-	ci = MHD_get_connection_info(req->conn,
-	    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || ci->client_addr == NULL)
-		return -1;
-	len = ci->client_addr->sa_family == AF_INET6 ?
-	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	return getnameinfo(ci->client_addr, len, buf, (socklen_t)cap, NULL, 0,
-	    NI_NUMERICHOST) == 0 ? 0 : -1;
 }
 
 const char *
@@ -445,12 +513,24 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 		}
 		/*
 		 * Request smuggling: a body framed two ways, or two lengths,
-		 * could be read differently by a proxy in front of us. Refuse
-		 * it outright (and the connection closes with the answer).
+		 * or a header mangled by line folding, could be read
+		 * differently by a proxy in front of us. Refuse it outright
+		 * (and the connection closes with the answer).
 		 */
 		{
 			struct header_count ncl = { MHD_HTTP_HEADER_CONTENT_LENGTH, 0 };
 			struct header_count nte = { MHD_HTTP_HEADER_TRANSFER_ENCODING, 0 };
+			int well_formed = 1;
+
+			MHD_get_connection_values(conn, MHD_HEADER_KIND,
+			    check_header, &well_formed);
+			if (!well_formed) {
+				http_reply_errorf(req, CS_ERR_INVALID_REQUEST,
+				    "malformed header line (folded, or with a "
+				    "control character)");
+				req->handled = 1;
+				return send_reply(req);
+			}
 
 			MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header,
 			    &ncl);

@@ -46,14 +46,15 @@ const char *http_req_header(const struct http_req *req, const char *name,
 const char *http_req_body(const struct http_req *req, size_t *len);
 /* Cookie value by name, or NULL. */
 const char *http_req_cookie(const struct http_req *req, const char *name);
-/*
- * http_req_peer(req, buf, cap): the client's numeric address (the TCP
- * peer: a proxy's address when behind one) into buf. Returns 0 or -1.
- */
-int http_req_peer(const struct http_req *req, char *buf, size_t cap);
 /* Query-string argument, or NULL. */
 const char *http_req_query(const struct http_req *req, const char *name);
 const char *http_req_id(const struct http_req *req);
+/*
+ * http_req_peer(req): the client's address as numeric text, for limits
+ * keyed by address. IPv6 addresses are cut to their /64, the block one
+ * host usually holds. "" if unknown.
+ */
+const char *http_req_peer(struct http_req *req);
 
 /*
  * http_req_content_type_is(req, type): 1 if the Content-Type's media type

@@ -11,7 +11,8 @@
 #          iproute2, chromium (the headless browser of tests/ui),
 #          systemd (systemd-analyze checks deploy/countersign.service),
 #          strace (traces the broker against the unit's system-call filter),
-#          python3-yaml (parses deploy/compose.yaml and deploy/k8s)
+#          python3-yaml (parses deploy/compose.yaml and deploy/k8s),
+#          faketime (libfaketime, for tests/e2e/clock.test.mjs)
 #   all    everything (currently the same set as "test")
 #
 # Each package is checked with dpkg-query; only missing ones are installed.
@@ -29,7 +30,7 @@ readonly BUILD_PKGS=(
 )
 readonly TEST_PKGS=(
   clang libclang-rt-14-dev nodejs npm jq python3 python3-jwt wrk procps psmisc
-  cppcheck iproute2 chromium systemd strace python3-yaml
+  cppcheck iproute2 chromium systemd strace python3-yaml faketime
 )
 readonly NODE_MIN_MAJOR=18
 

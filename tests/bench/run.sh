@@ -38,11 +38,12 @@ export COUNTERSIGN_LOG_LEVEL=warn
 export COUNTERSIGN_THREADS=$threads
 # One agent makes every request here: lift its per-agent rate limit.
 export COUNTERSIGN_RATE_TOKEN=0
+export COUNTERSIGN_RATE_INTROSPECT=0
 "$bin" migrate >/dev/null
 "$bin" scope add bench:read --kind read >/dev/null
 creds=$("$bin" agent add bench --json)
 "$bin" grant add bench bench:read --audience https://bench.example >/dev/null
-"$bin" scope add bench:write --kind write --approver-group bench-approvers >/dev/null
+"$bin" scope add bench:write --kind write --approver-group bench-approvers --no-require-dpop >/dev/null
 "$bin" grant add bench bench:write --audience https://bench.example >/dev/null
 approver_key=$("$bin" approver add bench-approver --groups bench-approvers --json | jq -r .api_key)
 svc=$("$bin" service add bench-svc --audience https://bench.example --json)

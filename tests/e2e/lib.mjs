@@ -95,15 +95,18 @@ export class Broker {
 
   // tls: {cert, key, ca} file paths to serve HTTPS; url is then https://
   // and the start-up probe trusts ca.
-  static async start({ cluster = Cluster.shared(), env = {}, migrate = true, db, tls } = {}) {
+  // serveEnv: extra environment for the daemon only, not for the CLI
+  // (e.g. a libfaketime clock for `serve` while the CLI keeps the true one).
+  // ipv6: listen on [::1] instead of 127.0.0.1.
+  static async start({ cluster = Cluster.shared(), env = {}, serveEnv = {}, migrate = true, db, tls, ipv6 = false } = {}) {
     const dir = mkdtempSync(join(tmpdir(), 'cs-broker-'));
     const keyFile = join(dir, 'master.key');
     writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
     const dbName = db || cluster.createDb();
     const port = await freePort();
     const b = new Broker({
-      dir, cluster, db: dbName, port,
-      url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+      dir, cluster, db: dbName, port, serveEnv,
+      url: `${tls ? 'https' : 'http'}://${ipv6 ? '[::1]' : '127.0.0.1'}:${port}`,
       ca: tls ? readFileSync(tls.ca) : undefined,
       dbUrl: cluster.url(dbName),
       env: {
@@ -111,7 +114,7 @@ export class Broker {
         COUNTERSIGN_DATABASE_URL: cluster.urlAs(dbName, 'countersign_broker'),
         COUNTERSIGN_MIGRATE_DATABASE_URL: cluster.url(dbName),
         COUNTERSIGN_MASTER_KEY_FILE: keyFile,
-        COUNTERSIGN_LISTEN: `127.0.0.1:${port}`,
+        COUNTERSIGN_LISTEN: ipv6 ? `[::1]:${port}` : `127.0.0.1:${port}`,
         COUNTERSIGN_THREADS: '4',
         COUNTERSIGN_KEY_REFRESH: '2',
         // Functional tests make many requests per agent; limits.test.mjs
@@ -128,7 +131,7 @@ export class Broker {
 
   async spawn() {
     this.proc = spawn(BIN, ['serve'], {
-      env: { ...process.env, ...this.env },
+      env: { ...process.env, ...this.env, ...this.serveEnv },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.proc.stderr.on('data', (d) => { this.logs += d.toString(); });

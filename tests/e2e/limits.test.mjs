@@ -1,7 +1,8 @@
 // End-to-end: request limits. Per-agent rate limits on the token and
-// bc-authorize endpoints and on failed authentication answer 429 with
-// Retry-After; slow clients do not hold a worker; oversized requests are
-// cut off early.
+// bc-authorize endpoints, per-service limits on introspection, per-approver
+// limits on the approver API, and lockouts after failed authentication (per
+// client id, or per address for approver keys) answer 429 with Retry-After;
+// slow clients do not hold a worker; oversized requests are cut off early.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
@@ -18,6 +19,8 @@ before(async () => {
       COUNTERSIGN_RATE_TOKEN: '20',
       COUNTERSIGN_RATE_BC_AUTHORIZE: '3',
       COUNTERSIGN_RATE_AUTH_FAILURES: '5',
+      COUNTERSIGN_RATE_INTROSPECT: '10',
+      COUNTERSIGN_RATE_APPROVER: '8',
       COUNTERSIGN_CONNECTION_TIMEOUT: '2',
       COUNTERSIGN_MAX_HEADER: '8192',
     },
@@ -143,6 +146,43 @@ test('ambiguous message framing (request smuggling) is refused', async () => {
   assert.equal((await b.get('/healthz')).status, 200);
 });
 
+test('folded header lines and stray CRs that could reframe the body are refused', async () => {
+  const creds = b.agent('fold-agent');
+  b.cliOk('grant', 'add', 'fold-agent', 'forum:read', '--audience', AUD);
+  const basic = Buffer.from(`${creds.id}:${creds.secret}`).toString('base64');
+  // A complete token request hidden where a lenient parser sees a body.
+  const inner = 'POST /oauth2/token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ' + basic +
+    '\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 61\r\n\r\n' +
+    'grant_type=client_credentials&scope=forum%3Aread&resource=' + encodeURIComponent(AUD).slice(0, 3);
+  const head = 'POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n';
+  const tokens = () => Number(b.sql("SELECT count(*) FROM tokens WHERE client_id = '" + creds.id + "'")[0][0]);
+  const before = tokens();
+  for (const [name, headers, body] of [
+    // libmicrohttpd 0.9.75 glues a continuation line onto the header name:
+    // this arrives as "Content-Length<n>" and the body as a second request.
+    ['folded Content-Length', `Content-Length:\r\n ${inner.length}\r\n`, inner],
+    ['folded Transfer-Encoding', 'Transfer-Encoding:\r\n chunked\r\nContent-Length: 3\r\n', 'a=b'],
+    ['a framing header folded into another', `X-Pad: a\r\n Content-Length: ${inner.length}\r\n`, inner],
+    ['a bare CR inside a value', 'X-A: 1\rTransfer-Encoding: chunked\r\nContent-Length: 3\r\n', 'a=b'],
+  ]) {
+    const out = await raw(b.port, `${head}${headers}\r\n${body}`);
+    assert.match(out, /^HTTP\/1\.1 400/, name);
+    assert.match(out, /malformed header line/, name);
+    assert.equal((out.match(/HTTP\/1\.1 /g) || []).length, 1, `${name}: one response only`);
+  }
+  assert.equal(tokens(), before, 'the hidden request was never served');
+  // Bare LF line ends are read as CRLF, so the framing checks still see
+  // every header they split.
+  const lf = head.replace(/\r\n/g, '\n');
+  for (const framing of ['Content-Length: 3\nTransfer-Encoding: chunked\n', 'Content-Length: 3\nContent-Length: 5\n']) {
+    const out = await raw(b.port, `${lf}${framing}\na=bcd`);
+    assert.match(out, /^HTTP\/1\.1 400/, framing);
+    assert.match(out, /ambiguous message framing/);
+  }
+  // An ordinary request on the same daemon is still served.
+  assert.equal((await b.post('/oauth2/token', cc, { auth: creds })).status, 200);
+});
+
 test('the failed-authentication lockout also guards introspection and revocation', async () => {
   const s = b.cliOk('service', 'add', 'lock-svc', '--audience', AUD, '--json').json;
   const introspect = (secret) => b.post('/oauth2/introspect', { token: 'x' }, { auth: { id: s.client_id, secret } });
@@ -159,4 +199,106 @@ test('the failed-authentication lockout also guards introspection and revocation
     rs.push((await b.post('/oauth2/revoke', { token: 'x' }, { auth: { id: 'lock-svc', secret: 'guess' } })).status);
   }
   assert.deepEqual(rs, [401, 401, 401, 401, 401, 429, 429]);
+});
+
+test('introspection has a per-service budget: 429 beyond it, audited, nothing recorded as used', async () => {
+  const s1 = b.cliOk('service', 'add', 'busy-svc', '--audience', AUD, '--json').json;
+  const s2 = b.cliOk('service', 'add', 'calm-svc', '--audience', AUD, '--json').json;
+  const ag = b.agent('intro-agent2');
+  b.cliOk('grant', 'add', 'intro-agent2', 'forum:read', '--audience', AUD);
+  const issued = await b.post('/oauth2/token', cc, { auth: ag });
+  assert.equal(issued.status, 200);
+  const token = issued.json.access_token;
+  const usedBefore = Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'token.used'")[0][0]);
+  const introspect = (s) => b.post('/oauth2/introspect', { token }, { auth: { id: s.client_id, secret: s.client_secret } });
+  const statuses = [];
+  let limited;
+  for (let i = 0; i < 13; i++) {
+    const r = await introspect(s1);
+    statuses.push(r.status);
+    if (r.status === 429) limited = r;
+  }
+  assert.deepEqual(statuses, [...Array(10).fill(200), 429, 429, 429]);
+  assert.equal(limited.json.error, 'rate_limited');
+  assert.equal(limited.json.active, undefined, 'a refused introspection says nothing about the token');
+  assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+  // Only the admitted calls were recorded as uses.
+  const usedAfter = Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'token.used'")[0][0]);
+  assert.equal(usedAfter - usedBefore, 10);
+  assert.equal(Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'rate.limited' AND subject = 'busy-svc' AND details->>'limit' = 'introspect'")[0][0]), 3);
+  // Another service has its own budget.
+  const r2 = await introspect(s2);
+  assert.equal(r2.status, 200);
+  assert.equal(r2.json.active, true);
+});
+
+// The approver API: bearer approver keys, which name no client id.
+async function approverGet(key, path = '/v1/approvals') {
+  const r = await fetch(`${b.url}${path}`, { headers: { authorization: `Bearer ${key}` } });
+  const text = await r.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, headers: r.headers, json };
+}
+
+test('the approver API has a per-approver budget', async () => {
+  const k1 = b.cliOk('approver', 'add', 'rl-alice', '--groups', 'g', '--json').json.api_key;
+  const k2 = b.cliOk('approver', 'add', 'rl-bob', '--groups', 'g', '--json').json.api_key;
+  const statuses = [];
+  for (let i = 0; i < 10; i++) statuses.push((await approverGet(k1)).status);
+  assert.deepEqual(statuses, [...Array(8).fill(200), 429, 429]);
+  const limited = await approverGet(k1);
+  assert.equal(limited.status, 429);
+  assert.equal(limited.json.error, 'rate_limited');
+  assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+  assert.equal((await approverGet(k2)).status, 200, 'another approver has its own budget');
+  assert.ok(Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'rate.limited' AND subject = 'rl-alice' AND details->>'limit' = 'approver'")[0][0]) >= 3);
+});
+
+test('wrong approver keys lock the client address out, audited, and no key is logged', async () => {
+  const good = b.cliOk('approver', 'add', 'rl-carol', '--groups', 'g', '--json').json.api_key;
+  const failedBefore = Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'approver.auth_failed'")[0][0]);
+  const guesses = [];
+  const statuses = [];
+  for (let i = 0; i < 7; i++) {
+    // A well-formed key that is not ours: the same length as a real one.
+    const guess = Buffer.from(`guess-${i}-`.padEnd(32, 'x')).toString('base64url').slice(0, good.length);
+    guesses.push(guess);
+    statuses.push((await approverGet(guess)).status);
+  }
+  assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429]);
+  // The right key waits too: the lockout is checked before the key.
+  const r = await approverGet(good);
+  assert.equal(r.status, 429);
+  assert.equal(r.json.error, 'rate_limited');
+  assert.ok(Number(r.headers.get('retry-after')) >= 1);
+  // The audit log under /v1/audit is behind the same lockout.
+  assert.equal((await approverGet(good, '/v1/audit')).status, 429);
+  // Locked-out attempts are not looked up, so not audited as failures;
+  // the refusals are audited as rate.limited against the address.
+  const failedAfter = Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'approver.auth_failed'")[0][0]);
+  assert.equal(failedAfter - failedBefore, 5);
+  assert.ok(Number(b.sql("SELECT count(*) FROM audit_events WHERE type = 'rate.limited' AND subject = '127.0.0.1' AND details->>'limit' = 'failed authentication'")[0][0]) >= 4);
+  // No guessed key reaches the audit log or the broker's log.
+  const dump = b.sql('SELECT details::text || coalesce(subject, \'\') FROM audit_events').flat().join('\n');
+  for (const g of [...guesses, good]) {
+    assert.ok(!dump.includes(g), 'key in the audit log');
+    assert.ok(!b.logs.includes(g), 'key in the broker log');
+  }
+});
+
+test('over IPv6 the approver lockout keys the client\'s /64', async () => {
+  const b6 = await Broker.start({ ipv6: true, env: { COUNTERSIGN_RATE_AUTH_FAILURES: '3' } });
+  try {
+    const good = b6.cliOk('approver', 'add', 'v6-ann', '--groups', 'g', '--json').json.api_key;
+    const get = async (key) => (await fetch(`${b6.url}/v1/approvals`, { headers: { authorization: `Bearer ${key}` } })).status;
+    assert.equal(await get(good), 200);
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push(await get('x'.repeat(good.length)));
+    assert.deepEqual(statuses, [401, 401, 401, 429, 429]);
+    assert.equal(await get(good), 429);
+    assert.deepEqual(b6.sql("SELECT DISTINCT subject FROM audit_events WHERE type = 'rate.limited'"), [['::/64']]);
+  } finally {
+    await b6.stop();
+  }
 });

@@ -105,6 +105,8 @@ test_defaults(void)
 	CHECK(cfg.rate_token == 6000);
 	CHECK(cfg.rate_bc_authorize == 30);
 	CHECK(cfg.rate_auth_failures == 30);
+	CHECK(cfg.rate_introspect == 60000);
+	CHECK(cfg.rate_approver == 600);
 	CHECK(cfg.audit_seal == 1);
 	CHECK(cfg.audit_gap_grace == 60);
 	CHECK(cfg.max_body == 65536);
