@@ -41,9 +41,9 @@ static const struct db_stmt insert_batch = {
 	"batch_insert_tokens",
 	"WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], "
 	"$4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], "
-	"$9::text[], $10::text[], $11::int[], $12::bool[]) AS u(agent_id, jti, "
-	"scopes, audience, client_id, kid, iat, exp, name, details, max_uses, "
-	"read_only)), "
+	"$9::text[], $10::text[], $11::int[], $12::bool[], $13::bool[]) "
+	"AS u(agent_id, jti, scopes, audience, client_id, kid, iat, exp, name, "
+	"details, max_uses, read_only, bound)), "
 	"ok AS (SELECT r.*, string_to_array(r.scopes, ' ') AS sc FROM r "
 	"WHERE EXISTS (SELECT 1 FROM agents a WHERE a.id = r.agent_id "
 	"AND a.disabled_at IS NULL) "
@@ -55,7 +55,10 @@ static const struct db_stmt insert_batch = {
 	"= cardinality(string_to_array(r.scopes, ' ')) "
 	"AND (NOT r.read_only OR (SELECT count(*) FROM scopes s "
 	"WHERE s.name = ANY(string_to_array(r.scopes, ' ')) "
-	"AND s.kind = 'read') = cardinality(string_to_array(r.scopes, ' ')))), "
+	"AND s.kind = 'read') = cardinality(string_to_array(r.scopes, ' '))) "
+	"AND (r.bound OR NOT EXISTS (SELECT 1 FROM scopes s "
+	"WHERE s.name = ANY(string_to_array(r.scopes, ' ')) "
+	"AND coalesce(s.require_dpop, s.kind <> 'read')))), "
 	"t AS (INSERT INTO tokens (jti, agent_id, client_id, scopes, audience, "
 	"kid, issued_at, expires_at, max_uses) SELECT jti, agent_id, client_id, "
 	"sc, audience, kid, to_timestamp(iat), to_timestamp(exp), "
@@ -64,7 +67,7 @@ static const struct db_stmt insert_batch = {
 	"SELECT 'token.issued', 'agent:' || ok.name, 'agent:' || ok.name, "
 	"ok.jti, ok.details::jsonb FROM ok JOIN t USING (jti) RETURNING jti) "
 	"SELECT jti FROM e",
-	12
+	13
 };
 
 int
@@ -111,16 +114,17 @@ commit_batch(struct item **items, int n)
 {
 	const char *texts[7][BATCH_MAX];
 	char *arrays[7] = { NULL };
-	char *nums[5] = { NULL };	/* agent_id, iat, exp, max_uses, read_only */
-	size_t nlen[5] = { 0 }, ncap[5] = { 0 };
-	const char *params[12];
+	/* agent_id, iat, exp, max_uses, read_only, bound */
+	char *nums[6] = { NULL };
+	size_t nlen[6] = { 0 }, ncap[6] = { 0 };
+	const char *params[13];
 	struct db_result *res = NULL;
 	enum cs_err rc = CS_ERR_INTERNAL;
 	int i, k, r;
 
 	for (i = 0; i < n; i++) {
 		const struct batch_token *t = items[i]->t;
-		char b[5][24];
+		char b[6][24];
 
 		texts[0][i] = t->jti;
 		texts[1][i] = t->scopes;
@@ -134,7 +138,8 @@ commit_batch(struct item **items, int n)
 		snprintf(b[2], sizeof(b[2]), "%lld", (long long)t->exp);
 		snprintf(b[3], sizeof(b[3]), "%lld", (long long)t->max_uses);
 		snprintf(b[4], sizeof(b[4]), "%s", t->read_only ? "t" : "f");
-		for (k = 0; k < 5; k++)
+		snprintf(b[5], sizeof(b[5]), "%s", t->bound ? "t" : "f");
+		for (k = 0; k < 6; k++)
 			if (num_lit(&nums[k], &nlen[k], &ncap[k], b[k]) != 0)
 				goto out;
 	}
@@ -155,6 +160,7 @@ commit_batch(struct item **items, int n)
 	params[9] = arrays[6];
 	params[10] = nums[3];
 	params[11] = nums[4];
+	params[12] = nums[5];
 	rc = db_exec(&insert_batch, params, &res);
 	if (rc != CS_OK) {
 		rc = CS_ERR_UNAVAILABLE;
@@ -175,7 +181,7 @@ out:
 			items[i]->rc = rc;
 	for (k = 0; k < 7; k++)
 		free(arrays[k]);
-	for (k = 0; k < 5; k++)
+	for (k = 0; k < 6; k++)
 		free(nums[k]);
 	db_result_free(res);
 }
@@ -187,6 +193,11 @@ committer(void *arg)
 
 	(void)arg;
 	db_thread_dedicated();
+	/*
+	 * The batch insert's plan is the same for any arrays; planning it
+	 * for each batch's values took as long as running it.
+	 */
+	db_thread_generic_plans();
 	pthread_mutex_lock(&mu);
 	for (;;) {
 		int n = 0, i;

@@ -32,6 +32,7 @@ struct batch_token {
 	const char *details;	/* audit details, JSON text */
 	int64_t max_uses;	/* 0: unlimited */
 	int read_only;
+	int bound;		/* carries cnf: re-checked against require_dpop */
 };
 
 /*

@@ -45,6 +45,7 @@ static int pool_nfree;
 static int pool_size;		/* 0: every thread has its own connection */
 static int pool_open;		/* connections the pool has handed out or holds */
 static _Thread_local int thread_dedicated;
+static _Thread_local int thread_generic_plans;
 static _Thread_local struct db_conn *thread_pinned;	/* in a transaction */
 
 static void
@@ -159,8 +160,10 @@ connect_conn(struct db_conn *c)
 	 */
 	snprintf(opts, sizeof(opts),
 	    "-c statement_timeout=%d -c lock_timeout=%d "
-	    "-c idle_in_transaction_session_timeout=%d", statement_timeout_ms,
-	    statement_timeout_ms, statement_timeout_ms);
+	    "-c idle_in_transaction_session_timeout=%d%s", statement_timeout_ms,
+	    statement_timeout_ms, statement_timeout_ms,
+	    thread_dedicated && thread_generic_plans ?
+	    " -c plan_cache_mode=force_generic_plan" : "");
 	vals[0] = conninfo;
 	vals[1] = ct;
 	vals[2] = opts;
@@ -311,6 +314,12 @@ void
 db_thread_dedicated(void)
 {
 	thread_dedicated = 1;
+}
+
+void
+db_thread_generic_plans(void)
+{
+	thread_generic_plans = 1;
 }
 
 static void

@@ -61,6 +61,15 @@ void db_pool_stop(void);
 void db_thread_dedicated(void);
 
 /*
+ * db_thread_generic_plans(): the calling dedicated thread's connection
+ * plans its prepared statements once, generically, instead of re-planning
+ * every execution for its parameters (plan_cache_mode). For a thread that
+ * runs one statement whose plan does not depend on its values (the group
+ * commit's insert), where planning cost as much as executing.
+ */
+void db_thread_generic_plans(void);
+
+/*
  * db_exec(st, params, res): run st with st->nparams text parameters (a NULL
  * entry is SQL NULL) on this thread's connection. On CS_OK, *res (if res is
  * not NULL) receives the result, which the caller frees with

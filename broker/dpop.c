@@ -16,9 +16,11 @@
 #include <openssl/evp.h>
 
 #include "b64.h"
+#include "cache.h"
 #include "db.h"
 #include "dpop.h"
 #include "replay.h"
+#include "scopes.h"
 #include "util.h"
 
 static const char *const header_allowed[] = { "typ", "alg", "jwk", NULL };
@@ -219,25 +221,72 @@ out:
 	return rc;
 }
 
+/*
+ * The read path's answers, by scope list, for cache_ttl_ms: asked on every
+ * client-credentials request, so it must not cost a database round trip
+ * each time. Never trusted alone: the statement that inserts a token
+ * re-checks require_dpop for every scope against whether the token is
+ * bound (tokens.c, batch.c), so a stale "not required" can only make a
+ * request fail there, never mint a bearer token a scope forbids.
+ */
+static struct cache *read_cache;
+
+int
+dpop_cache_init(int ttl_ms)
+{
+	read_cache = cache_new(1024, sizeof(int), ttl_ms);
+	return read_cache != NULL ? 0 : -1;
+}
+
+void
+dpop_cache_free(void)
+{
+	cache_free(read_cache);
+	read_cache = NULL;
+}
+
+void
+dpop_cache_forget(const struct scope_list *scopes)
+{
+	char *joined = scopes_join(scopes);
+
+	if (joined != NULL && read_cache != NULL)
+		cache_remove(read_cache, joined);
+	free(joined);
+}
+
 enum cs_err
 dpop_required(const struct scope_list *scopes, int read_path, int *required)
 {
 	const char *params[1];
 	struct db_result *res = NULL;
-	char *arr;
+	char key[CACHE_KEY_MAX], *arr, *joined = NULL;
 	enum cs_err rc;
 
 	*required = 1;
+	key[0] = '\0';
+	if (read_path && read_cache != NULL &&
+	    (joined = scopes_join(scopes)) != NULL &&
+	    strlen(joined) < sizeof(key)) {
+		snprintf(key, sizeof(key), "%s", joined);
+		if (cache_get(read_cache, key, required)) {
+			free(joined);
+			return CS_OK;
+		}
+	}
+	free(joined);
 	arr = db_text_array((const char *const *)scopes->items, scopes->n);
 	if (arr == NULL)
 		return CS_ERR_INTERNAL;
 	params[0] = arr;
 	rc = db_exec(read_path ? &read_scopes_require : &scopes_require, params,
 	    &res);
-	if (rc == CS_OK)
+	if (rc == CS_OK) {
 		*required = db_nrows(res) != 1 ||
 		    strcmp(db_value(res, 0, 0), "f") != 0;
-	else
+		if (key[0] != '\0')
+			cache_put(read_cache, key, required);
+	} else
 		rc = CS_ERR_UNAVAILABLE;
 	db_result_free(res);
 	free(arr);

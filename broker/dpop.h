@@ -48,6 +48,16 @@ enum cs_err dpop_required(const struct scope_list *scopes, int read_path,
     int *required);
 
 /*
+ * dpop_cache_init(ttl_ms) / dpop_cache_free(): the cache of dpop_required's
+ * read-path answers (ttl_ms 0: none). dpop_required works without it.
+ */
+int dpop_cache_init(int ttl_ms);
+void dpop_cache_free(void);
+
+/* dpop_cache_forget(scopes): drop the cached answer for this scope list. */
+void dpop_cache_forget(const struct scope_list *scopes);
+
+/*
  * dpop_bind_request(id, jkt): record that approval request id was made with
  * the key jkt. Done once, right after the request is created and before
  * its id is returned, so nobody can collect it in between.

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "config.h"
 #include "db.h"
+#include "dpop.h"
 #include "grants.h"
 #include "http.h"
 #include "keys.h"
@@ -67,7 +68,8 @@ serve(const struct broker_config *cfg)
 		    "fail-closed until it is");
 	keys_release(ks);
 	if (agents_cache_init(cfg->cache_ttl_ms) != 0 ||
-	    grants_cache_init(cfg->cache_ttl_ms) != 0) {
+	    grants_cache_init(cfg->cache_ttl_ms) != 0 ||
+	    dpop_cache_init(cfg->cache_ttl_ms) != 0) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -128,6 +130,7 @@ out:
 	audit_stop_sealer();
 	agents_cache_free();
 	grants_cache_free();
+	dpop_cache_free();
 	approvals_stop_sweeper();
 	notify_stop();
 	api_shutdown();

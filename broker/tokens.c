@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "batch.h"
 #include "db.h"
+#include "dpop.h"
 #include "grants.h"
 #include "jose.h"
 #include "keys.h"
@@ -35,7 +36,10 @@ static const struct db_stmt insert_token = {
 	"= cardinality($3::text[]) "
 	"AND (NOT $13::bool OR (SELECT count(*) FROM scopes s "
 	"WHERE s.name = ANY($3::text[]) AND s.kind = 'read') "
-	"= cardinality($3::text[]))), "
+	"= cardinality($3::text[])) "
+	"AND ($14::bool OR NOT EXISTS (SELECT 1 FROM scopes s "
+	"WHERE s.name = ANY($3::text[]) "
+	"AND coalesce(s.require_dpop, s.kind <> 'read')))), "
 	"t AS (INSERT INTO tokens (jti, agent_id, client_id, scopes, audience, "
 	"kid, issued_at, expires_at, approval_id, max_uses) "
 	"SELECT $2, $1, $5, $3::text[], $4, $6, "
@@ -44,7 +48,7 @@ static const struct db_stmt insert_token = {
 	"INSERT INTO audit_events (type, actor, subject, jti, details) "
 	"SELECT 'token.issued', 'agent:' || $9, 'agent:' || $9, t.jti, "
 	"$10::jsonb FROM t RETURNING seq",
-	13
+	14
 };
 
 /*
@@ -188,9 +192,12 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 	const struct jose_key *key;
 	char *claims = NULL, *arr = NULL, *details = NULL;
 	char idbuf[24], iatbuf[24], expbuf[24], usesbuf[24];
-	const char *params[13];
+	const char *params[14];
 	int64_t iat;
 	enum cs_err rc;
+	/* A sender-constrained token (cnf); the insert re-checks require_dpop. */
+	int bound = m->extra_claims != NULL &&
+	    json_object_get(m->extra_claims, "cnf") != NULL;
 
 	memset(out, 0, sizeof(*out));
 	if (util_random_token(16, out->jti, sizeof(out->jti)) != 0) {
@@ -249,6 +256,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 	params[10] = m->approval_id;
 	params[11] = usesbuf;
 	params[12] = m->read_only ? "true" : "false";
+	params[13] = bound ? "true" : "false";
 	if (m->approval_id == NULL && batch_running()) {
 		/*
 		 * Outside a transaction: join the next group commit, which
@@ -268,6 +276,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 		bt.details = details;
 		bt.max_uses = m->max_uses;
 		bt.read_only = m->read_only;
+		bt.bound = bound;
 		rc = batch_insert(&bt);
 		if (rc == CS_ERR_CONFLICT) {
 			rc = cs_error_set(err, CS_ERR_CONFLICT,
@@ -373,6 +382,15 @@ tokens_issue_read(const struct broker_config *cfg,
 	if ((rc = agents_recheck(req->client, err)) != CS_OK)
 		return rc;
 	grants_cache_forget(req->client->agent_id, req->audience, req->scopes);
+	if (req->dpop_jkt == NULL) {
+		int required = 0;
+
+		dpop_cache_forget(req->scopes);
+		if (dpop_required(req->scopes, 1, &required) == CS_OK && required)
+			return deny(req, "dpop_required", NULL,
+			    CS_ERR_INVALID_DPOP_PROOF, err, "a scope requested "
+			    "now requires a DPoP proof (RFC 9449)");
+	}
 	return deny(req, "revoked_during_issuance", NULL, CS_ERR_INVALID_SCOPE,
 	    err, "a grant for the requested scopes was revoked");
 }

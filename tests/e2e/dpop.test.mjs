@@ -247,3 +247,37 @@ test('discovery advertises DPoP algorithms', async () => {
   const m = (await b.get('/.well-known/oauth-authorization-server')).json;
   assert.deepEqual(m.dpop_signing_alg_values_supported, ['ES256', 'EdDSA']);
 });
+
+test('a read scope switched to require DPoP refuses bearer tokens at once, whatever a cache remembers', async () => {
+  // A long cache: the broker's quick pre-check keeps saying "no proof
+  // needed"; the statement that inserts the token must refuse regardless.
+  const c = await Broker.start({ env: { COUNTERSIGN_CACHE_TTL_MS: '60000' } });
+  try {
+    c.cliOk('scope', 'add', 'flip:read', '--kind', 'read');
+    const a = c.agent('flipper');
+    c.cliOk('grant', 'add', 'flipper', 'flip:read', '--audience', AUD);
+    const form = { grant_type: 'client_credentials', scope: 'flip:read', resource: AUD };
+    const first = await c.post('/oauth2/token', form, { auth: a });
+    assert.equal(first.status, 200, first.text);
+    c.sql("UPDATE scopes SET require_dpop = true WHERE name = 'flip:read'");
+    const before = c.sql('SELECT count(*) FROM tokens')[0][0];
+    const bearer = await c.post('/oauth2/token', form, { auth: a });
+    assert.equal(bearer.status, 400, bearer.text);
+    assert.equal(bearer.json.error, 'invalid_dpop_proof', bearer.text);
+    assert.ok(Number(c.sql("SELECT count(*) FROM audit_events WHERE type = 'token.denied' " +
+      "AND details->>'reason' = 'dpop_required'")[0][0]) >= 1);
+    assert.equal(c.sql('SELECT count(*) FROM tokens')[0][0], before, 'no token row for the refused request');
+    // With a proof the same request succeeds, bound to the key.
+    const kp = await jose.generateKeyPair('ES256', { extractable: true });
+    const p = await new jose.CompactSign(new TextEncoder().encode(JSON.stringify({
+      htm: 'POST', htu: `${c.url}/oauth2/token`, iat: now(), jti: randomUUID(),
+    }))).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await jose.exportJWK(kp.publicKey) })
+      .sign(kp.privateKey);
+    const bound = await c.post('/oauth2/token', form, { auth: a, headers: { dpop: p } });
+    assert.equal(bound.status, 200, bound.text);
+    assert.equal(bound.json.token_type, 'DPoP');
+    assert.equal(decodeJwt(bound.json.access_token).payload.cnf.jkt, await thumb(kp));
+  } finally {
+    await c.stop();
+  }
+});
