@@ -74,7 +74,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->listen_port = 8080;
 	cfg->default_ttl = 300;
 	cfg->max_ttl = 3600;
-	cfg->threads = 32;
+	cfg->threads = 64;
 	cfg->max_body = 65536;
 	cfg->max_header = 32768;
 	cfg->connection_timeout = 10;

@@ -5,12 +5,12 @@
 # the same two cores.
 #
 #   BENCH_SECONDS  seconds per measured run (default 8)
-#   BENCH_THREADS  broker worker threads (default 8)
+#   BENCH_THREADS  broker worker threads (default 64, the broker's own default)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${BENCH_SECONDS:-8}
-threads=${BENCH_THREADS:-8}
+threads=${BENCH_THREADS:-64}
 bin="$root/build/countersign"
 work=$(mktemp -d /tmp/cs-bench.XXXXXX)
 pgdir="$work/pg"

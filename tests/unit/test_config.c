@@ -98,7 +98,7 @@ test_defaults(void)
 	CHECK(cfg.default_ttl == 300);
 	CHECK(cfg.max_ttl == 3600);
 	CHECK(cfg.default_ttl <= cfg.max_ttl);
-	CHECK(cfg.threads == 32);
+	CHECK(cfg.threads == 64);
 	CHECK(cfg.group_commit == 2);
 	CHECK(cfg.group_commit_window == 0);
 	CHECK(cfg.cache_ttl_ms == 1000);
@@ -420,7 +420,7 @@ test_parse_text(void)
 	CHECK(config_parse_text(&cfg, "nul.conf", text, sizeof(text) - 1, err,
 	    sizeof(err)) == -1);
 	CHECK(strstr(err, "NUL") != NULL);
-	CHECK(cfg.threads == 32);
+	CHECK(cfg.threads == 64);
 
 	/* A tiny error buffer still gets a terminated (truncated) message. */
 	CHECK(parse_text(&cfg, "bogus = 1", err, 8) == -1);
