@@ -36,8 +36,12 @@ export COUNTERSIGN_MASTER_KEY_FILE=$work/master.key
 export COUNTERSIGN_LISTEN=127.0.0.1:$port
 export COUNTERSIGN_LOG_LEVEL=warn
 export COUNTERSIGN_THREADS=$threads
-# One agent makes every request here: lift its per-agent rate limit.
+# One agent, one service and one approver make every request here: lift
+# their budgets (the lockout for wrong secrets stays on).
 export COUNTERSIGN_RATE_TOKEN=0
+export COUNTERSIGN_RATE_BC_AUTHORIZE=0
+export COUNTERSIGN_RATE_INTROSPECT=0
+export COUNTERSIGN_RATE_APPROVER=0
 export COUNTERSIGN_RATE_INTROSPECT=0
 "$bin" migrate >/dev/null
 "$bin" scope add bench:read --kind read >/dev/null
