@@ -25,7 +25,8 @@ scoperate_init(const char *spec, char *errbuf, size_t errlen)
 	int64_t n;
 	char num[16];
 
-	nlimits = 0;
+	/* A second init replaces the limits of the first. */
+	scoperate_shutdown();
 	while (p != NULL && *p != '\0') {
 		struct limit *l;
 		size_t len;
