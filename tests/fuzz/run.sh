@@ -83,8 +83,15 @@ if ! "$root/build/embed" embedded_migrations "$root"/migrations/*.sql \
 	echo "fuzz: cannot generate embedded_migrations.c" >&2
 	exit 2
 fi
+# The approver page's files, as the Makefile embeds them (api_ui.c needs them).
+if ! "$root/build/embed" embedded_ui "$root"/ui/*.html "$root"/ui/*.css \
+    "$root"/ui/*.js "$root"/ui/*.svg >"$outdir/embedded_ui.c.tmp" ||
+    ! mv "$outdir/embedded_ui.c.tmp" "$outdir/embedded_ui.c"; then
+	echo "fuzz: cannot generate embedded_ui.c" >&2
+	exit 2
+fi
 
-srcs=("$outdir/embedded_migrations.c" "$root/lib/verify.c")
+srcs=("$outdir/embedded_migrations.c" "$outdir/embedded_ui.c" "$root/lib/verify.c")
 for f in "$root"/broker/*.c; do
 	[ "$(basename "$f")" = main.c ] || srcs+=("$f")
 done
@@ -96,7 +103,7 @@ for f in "${srcs[@]}"; do
 	objs+=("$o")
 	rm -f "$o"
 	extra=()
-	[ "$f" = "$outdir/embedded_migrations.c" ] && extra=(-Wno-missing-prototypes)
+	case "$f" in "$outdir"/embedded_*.c) extra=(-Wno-missing-prototypes) ;; esac
 	# shellcheck disable=SC2086
 	"$cc" "${cflags[@]}" "${extra[@]}" -fsanitize=fuzzer-no-link $san \
 	    -c -o "$o" "$f" >"$o.log" 2>&1 &
