@@ -16,22 +16,38 @@
 #define MAX_COMMITTERS	8
 
 struct item {
-	const struct batch_token *t;
+	const struct batch_token *t;	/* the token queue's items */
+	struct batch_use *u;		/* the use queue's items */
 	enum cs_err rc;
 	int done;
 	struct item *next;
 };
 
+/*
+ * One group-commit queue: its waiters, its committer threads, and the
+ * function that commits a batch of its items.
+ */
+struct queue {
+	const char *name;
+	void (*commit)(struct item **items, int n);
+	struct item *head, *tail;
+	int nqueued;
+	int ncommitters;
+	pthread_t committers[MAX_COMMITTERS];
+};
+
+static void commit_tokens(struct item **items, int n);
+static void commit_uses(struct item **items, int n);
+
+/* One mutex for both queues: they are touched for microseconds at a time. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t queued_cv = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
-static struct item *head, *tail;
-static int nqueued;
+static struct queue token_queue = { "tokens", commit_tokens, NULL, NULL, 0, 0, { 0 } };
+static struct queue use_queue = { "uses", commit_uses, NULL, NULL, 0, 0, { 0 } };
 static int running;
 static int stopping;
 static int window_us_;
-static int ncommitters;
-static pthread_t committers[MAX_COMMITTERS];
 
 /*
  * The batched form of tokens.c's insert_token: the same checks per row,
@@ -108,9 +124,9 @@ num_lit(char **buf, size_t *len, size_t *cap, const char *item)
 	return 0;
 }
 
-/* Run one batch; set every item's outcome. */
+/* Insert one batch of tokens; set every item's outcome. */
 static void
-commit_batch(struct item **items, int n)
+commit_tokens(struct item **items, int n)
 {
 	const char *texts[7][BATCH_MAX];
 	char *arrays[7] = { NULL };
@@ -186,31 +202,169 @@ out:
 	db_result_free(res);
 }
 
+/*
+ * The batched form of tokens.c's record_use, over arrays: per use, the
+ * same atomic rules (the counter moves only while the token is unrevoked,
+ * unexpired, under its limit and its agents enabled) and the same
+ * token.used event. A batch never holds one jti twice (take_batch), so
+ * each token row is updated at most once per statement and "exactly one
+ * active use" of a single-use token still holds: concurrent batches queue
+ * on the row lock and re-check the limit on the row they then see.
+ */
+static const struct db_stmt record_uses = {
+	"batch_record_uses",
+	"WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+	"$4::text[]) WITH ORDINALITY AS x(jti, service, agent, audience, i)), "
+	"t AS (SELECT r.i, tk.jti, tk.revoked_at, tk.expires_at, a.disabled_at, "
+	"tk.use_count, tk.max_uses, (SELECT y.disabled_at FROM agents y "
+	"WHERE y.id = tk.actor_agent_id) AS actor_disabled_at FROM r "
+	"JOIN tokens tk ON tk.jti = r.jti JOIN agents a ON a.id = tk.agent_id), "
+	"u AS (UPDATE tokens tk SET use_count = tk.use_count + 1, "
+	"last_used_at = now() FROM r WHERE tk.jti = r.jti "
+	"AND tk.revoked_at IS NULL AND tk.expires_at > now() "
+	"AND (tk.max_uses IS NULL OR tk.use_count < tk.max_uses) "
+	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.disabled_at IS NOT NULL "
+	"AND a.id IN (tk.agent_id, tk.actor_agent_id)) "
+	"RETURNING tk.jti, tk.use_count, tk.max_uses), "
+	"o AS (SELECT r.i, r.jti, r.service, r.agent, r.audience, "
+	"CASE WHEN u.jti IS NOT NULL THEN 'active' "
+	"WHEN t.jti IS NULL THEN 'unknown_jti' "
+	"WHEN t.revoked_at IS NOT NULL THEN 'revoked' "
+	"WHEN t.disabled_at IS NOT NULL THEN 'agent_disabled' "
+	"WHEN t.actor_disabled_at IS NOT NULL THEN 'actor_disabled' "
+	"WHEN t.expires_at <= now() THEN 'expired' "
+	"ELSE 'used_up' END AS result, u.use_count AS use, "
+	"t.use_count AS before, t.max_uses FROM r "
+	"LEFT JOIN t ON t.i = r.i LEFT JOIN u ON u.jti = r.jti), "
+	"e AS (INSERT INTO audit_events (type, actor, subject, jti, details) "
+	"SELECT 'token.used', 'service:' || o.service, 'agent:' || o.agent, "
+	"o.jti, jsonb_build_object('result', o.result, 'active', "
+	"o.result = 'active', 'audience', o.audience, 'use', o.use, "
+	"'uses_before', o.before, 'max_uses', o.max_uses) FROM o ORDER BY o.i "
+	"RETURNING jti) "
+	"SELECT o.i, o.result, coalesce(o.use::text, ''), "
+	"coalesce(o.max_uses::text, ''), (SELECT count(*) FROM e) FROM o "
+	"ORDER BY o.i",
+	4
+};
+
+/* Record one batch of uses; set every item's outcome. */
+static void
+commit_uses(struct item **items, int n)
+{
+	const char *cols[4][BATCH_MAX];
+	char *arrays[4] = { NULL };
+	const char *params[4];
+	struct db_result *res = NULL;
+	enum cs_err rc = CS_ERR_INTERNAL;
+	int i, k;
+
+	for (i = 0; i < n; i++) {
+		cols[0][i] = items[i]->u->jti;
+		cols[1][i] = items[i]->u->service;
+		cols[2][i] = items[i]->u->agent;
+		cols[3][i] = items[i]->u->audience;
+	}
+	for (k = 0; k < 4; k++) {
+		arrays[k] = db_text_array(cols[k], (size_t)n);
+		if (arrays[k] == NULL)
+			goto out;
+		params[k] = arrays[k];
+	}
+	if (db_exec(&record_uses, params, &res) != CS_OK) {
+		rc = CS_ERR_UNAVAILABLE;
+		goto out;
+	}
+	/* One row per use, in order, and every event written. */
+	if (db_nrows(res) != n || strtol(db_value(res, 0, 4), NULL, 10) != n) {
+		log_error("batched use recording returned an unexpected result");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct batch_use *u = items[i]->u;
+
+		snprintf(u->result, sizeof(u->result), "%s", db_value(res, i, 1));
+		snprintf(u->use, sizeof(u->use), "%s", db_value(res, i, 2));
+		snprintf(u->max_uses, sizeof(u->max_uses), "%s",
+		    db_value(res, i, 3));
+		items[i]->rc = CS_OK;
+	}
+	rc = CS_OK;
+out:
+	if (rc != CS_OK)
+		for (i = 0; i < n; i++)
+			items[i]->rc = rc;
+	for (k = 0; k < 4; k++)
+		free(arrays[k]);
+	db_result_free(res);
+}
+
+/* 1 if a use of jti is among the first n items. */
+static int
+has_jti(struct item **items, int n, const char *jti)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(items[i]->u->jti, jti) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Take up to BATCH_MAX items off q (mu held). A use whose jti is already
+ * in this batch stays queued, in order, for the next one.
+ */
+static int
+take_batch(struct queue *q, struct item **items)
+{
+	struct item **link = &q->head, *it, *last = NULL;
+	int n = 0;
+
+	while ((it = *link) != NULL && n < BATCH_MAX) {
+		if (it->u != NULL && has_jti(items, n, it->u->jti)) {
+			last = it;
+			link = &it->next;
+			continue;
+		}
+		*link = it->next;
+		it->next = NULL;
+		items[n++] = it;
+		q->nqueued--;
+	}
+	/* The tail is the last item left behind, or the end of the rest. */
+	if (q->head == NULL)
+		q->tail = NULL;
+	else if (*link == NULL)
+		q->tail = last;
+	return n;
+}
+
 static void *
 committer(void *arg)
 {
+	struct queue *q = arg;
 	struct item *items[BATCH_MAX];
 
-	(void)arg;
 	db_thread_dedicated();
 	/*
-	 * The batch insert's plan is the same for any arrays; planning it
+	 * A batch statement's plan is the same for any arrays; planning it
 	 * for each batch's values took as long as running it.
 	 */
 	db_thread_generic_plans();
 	pthread_mutex_lock(&mu);
 	for (;;) {
-		int n = 0, i;
+		int n, i;
 
-		while (head == NULL && !stopping)
+		while (q->head == NULL && !stopping)
 			pthread_cond_wait(&queued_cv, &mu);
-		if (head == NULL && stopping)
+		if (q->head == NULL && stopping)
 			break;
 		/*
 		 * Give concurrent requests a moment to join, unless the batch
 		 * is already full.
 		 */
-		if (nqueued < BATCH_MAX && window_us_ > 0 && !stopping) {
+		if (q->nqueued < BATCH_MAX && window_us_ > 0 && !stopping) {
 			struct timespec ts;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -221,17 +375,18 @@ committer(void *arg)
 			}
 			pthread_cond_timedwait(&queued_cv, &mu, &ts);
 		}
-		while (head != NULL && n < BATCH_MAX) {
-			items[n++] = head;
-			head = head->next;
-			nqueued--;
-		}
-		if (head == NULL)
-			tail = NULL;
+		n = take_batch(q, items);
+		if (n == 0)
+			continue;
+		/* Others may be left for another committer of this queue. */
+		if (q->head != NULL)
+			pthread_cond_broadcast(&queued_cv);
 		pthread_mutex_unlock(&mu);
-		commit_batch(items, n);
-		metrics_inc(METRICS_BATCHES);
-		metrics_add(METRICS_BATCHED_TOKENS, n);
+		q->commit(items, n);
+		if (q == &token_queue) {
+			metrics_inc(METRICS_BATCHES);
+			metrics_add(METRICS_BATCHED_TOKENS, n);
+		}
 		pthread_mutex_lock(&mu);
 		for (i = 0; i < n; i++)
 			items[i]->done = 1;
@@ -242,21 +397,42 @@ committer(void *arg)
 	return NULL;
 }
 
-int
-batch_start(int count, int window_us)
+static void stop_queue(struct queue *q);
+
+static int
+start_queue(struct queue *q, int count)
 {
 	int i;
 
+	for (i = 0; i < count; i++) {
+		if (pthread_create(&q->committers[i], NULL, committer, q) != 0)
+			return -1;
+		q->ncommitters++;
+	}
+	return 0;
+}
+
+static void
+stop_queue(struct queue *q)
+{
+	int i;
+
+	for (i = 0; i < q->ncommitters; i++)
+		pthread_join(q->committers[i], NULL);
+	q->ncommitters = 0;
+}
+
+int
+batch_start(int count, int window_us)
+{
 	if (count < 1 || count > MAX_COMMITTERS)
 		return -1;
 	window_us_ = window_us;
 	stopping = 0;
-	for (i = 0; i < count; i++) {
-		if (pthread_create(&committers[i], NULL, committer, NULL) != 0) {
-			batch_stop();
-			return -1;
-		}
-		ncommitters++;
+	if (start_queue(&token_queue, count) != 0 ||
+	    start_queue(&use_queue, count) != 0) {
+		batch_stop();
+		return -1;
 	}
 	running = 1;
 	return 0;
@@ -265,16 +441,36 @@ batch_start(int count, int window_us)
 void
 batch_stop(void)
 {
-	int i;
-
 	pthread_mutex_lock(&mu);
 	stopping = 1;
 	pthread_cond_broadcast(&queued_cv);
 	pthread_mutex_unlock(&mu);
-	for (i = 0; i < ncommitters; i++)
-		pthread_join(committers[i], NULL);
-	ncommitters = 0;
+	stop_queue(&token_queue);
+	stop_queue(&use_queue);
 	running = 0;
+}
+
+/* Queue it on q and wait until a committer has settled it. */
+static enum cs_err
+enqueue_and_wait(struct queue *q, struct item *it)
+{
+	pthread_mutex_lock(&mu);
+	if (!running || stopping) {
+		pthread_mutex_unlock(&mu);
+		return CS_ERR_UNAVAILABLE;
+	}
+	if (q->tail != NULL)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	q->nqueued++;
+	/* Both queues share the condition: wake every committer. */
+	pthread_cond_broadcast(&queued_cv);
+	while (!it->done)
+		pthread_cond_wait(&done_cv, &mu);
+	pthread_mutex_unlock(&mu);
+	return it->rc;
 }
 
 enum cs_err
@@ -284,20 +480,15 @@ batch_insert(const struct batch_token *t)
 
 	memset(&it, 0, sizeof(it));
 	it.t = t;
-	pthread_mutex_lock(&mu);
-	if (!running || stopping) {
-		pthread_mutex_unlock(&mu);
-		return CS_ERR_UNAVAILABLE;
-	}
-	if (tail != NULL)
-		tail->next = &it;
-	else
-		head = &it;
-	tail = &it;
-	nqueued++;
-	pthread_cond_signal(&queued_cv);
-	while (!it.done)
-		pthread_cond_wait(&done_cv, &mu);
-	pthread_mutex_unlock(&mu);
-	return it.rc;
+	return enqueue_and_wait(&token_queue, &it);
+}
+
+enum cs_err
+batch_record_use(struct batch_use *u)
+{
+	struct item it;
+
+	memset(&it, 0, sizeof(it));
+	it.u = u;
+	return enqueue_and_wait(&use_queue, &it);
 }

@@ -1,5 +1,6 @@
 /*
- * batch.h: group commit for the read path's token inserts.
+ * batch.h: group commit for the read path's token inserts and for the uses
+ * introspection records.
  *
  * Worker threads hand their ready token (its row and audit event, as the
  * parameters of one insert) to a committer thread and wait. A committer
@@ -54,5 +55,24 @@ int batch_running(void);
  * stopping; nothing of the batch was committed.
  */
 enum cs_err batch_insert(const struct batch_token *t);
+
+/* One use to record (introspection); the inputs are borrowed. */
+struct batch_use {
+	const char *jti;
+	const char *service;	/* the introspecting service's name */
+	const char *agent;	/* the token's sub */
+	const char *audience;
+	char result[32];	/* out: "active", "revoked", "used_up", ... */
+	char use[24];		/* out: the use count after this use, or "" */
+	char max_uses[24];	/* out: the token's limit, or "" */
+};
+
+/*
+ * batch_record_use(u): record u in the next batch of uses (the same atomic
+ * rules and token.used event as a single use) and wait for its commit.
+ * CS_OK with u's outputs set; CS_ERR_UNAVAILABLE if the batch failed or
+ * the batcher is stopping (nothing of the batch was committed).
+ */
+enum cs_err batch_record_use(struct batch_use *u);
 
 #endif

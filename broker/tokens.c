@@ -423,6 +423,7 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	struct keyset *ks = NULL;
 	struct cs_claims c;
 	struct db_result *res = NULL;
+	struct batch_use use;
 	const struct jose_key *const *keys;
 	json_t *claims = NULL, *resp = NULL;
 	const char *params[4];
@@ -453,17 +454,35 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 		rc = use_refused(service, c.jti, "audience_mismatch", err);
 		goto inactive;
 	}
-	params[0] = c.jti;
-	params[1] = service;
-	params[2] = c.sub;
-	params[3] = c.aud;
-	rc = db_exec(&record_use, params, &res);
+	memset(&use, 0, sizeof(use));
+	use.jti = c.jti;
+	use.service = service;
+	use.agent = c.sub;
+	use.audience = c.aud;
+	if (batch_running()) {
+		/* Outside a transaction: join the next group commit of uses. */
+		rc = batch_record_use(&use);
+	} else {
+		params[0] = c.jti;
+		params[1] = service;
+		params[2] = c.sub;
+		params[3] = c.aud;
+		rc = db_exec(&record_use, params, &res);
+		if (rc == CS_OK && db_nrows(res) == 1) {
+			snprintf(use.result, sizeof(use.result), "%s",
+			    db_value(res, 0, 0));
+			snprintf(use.use, sizeof(use.use), "%s",
+			    db_value(res, 0, 1));
+			snprintf(use.max_uses, sizeof(use.max_uses), "%s",
+			    db_value(res, 0, 2));
+		}
+	}
 	if (rc != CS_OK) {
 		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot record this use right now");
 		goto out;
 	}
-	if (db_nrows(res) != 1 || strcmp(db_value(res, 0, 0), "active") != 0) {
+	if (strcmp(use.result, "active") != 0) {
 		rc = CS_OK;
 		goto inactive;
 	}
@@ -490,11 +509,11 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	}
 	if (json_object_get(claims, "act") != NULL)
 		json_object_set(resp, "act", json_object_get(claims, "act"));
-	if (db_value(res, 0, 2)[0] != '\0') {
+	if (use.max_uses[0] != '\0') {
 		int64_t used = 0, max = 0;
 
-		if (util_parse_int64(db_value(res, 0, 1), 0, INT64_MAX, &used) == 0 &&
-		    util_parse_int64(db_value(res, 0, 2), 0, INT64_MAX, &max) == 0)
+		if (util_parse_int64(use.use, 0, INT64_MAX, &used) == 0 &&
+		    util_parse_int64(use.max_uses, 0, INT64_MAX, &max) == 0)
 			json_object_set_new(resp, "uses_left",
 			    json_integer(max - used));
 	}

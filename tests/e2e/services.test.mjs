@@ -20,7 +20,7 @@ let both;
 let approverKey;
 
 before(async () => {
-  b = await Broker.start({ env: { COUNTERSIGN_POLL_INTERVAL: '1' } });
+  b = await Broker.start({ env: { COUNTERSIGN_POLL_INTERVAL: '1', COUNTERSIGN_THREADS: '32' } });
   b.cliOk('scope', 'add', 'forum:read', '--kind', 'read');
   b.cliOk('scope', 'add', 'wiki:read', '--kind', 'read');
   b.cliOk('scope', 'add', 'forum:post', '--kind', 'write', '--no-require-dpop');
@@ -189,6 +189,27 @@ test('concurrent introspections of one single-use token: exactly one is active',
     const { jti } = decodeJwt(token).payload;
     assert.equal(uses(jti).filter((x) => x === 'active').length, 1);
     assert.equal(uses(jti).length, 16);
+  }
+});
+
+test('concurrent uses of several limited tokens, interleaved in group commits: each is active exactly as often as allowed', async () => {
+  // Uses of different tokens share batches; uses of one token never share
+  // one (the batcher holds a repeat back for the next batch).
+  const single = await Promise.all([writeToken(), writeToken(), writeToken()]);
+  const triple = await writeToken('forum:edit');
+  const all = [...single, triple];
+  const calls = [];
+  for (let i = 0; i < 12; i++) for (const t of all) calls.push(introspect(t));
+  const results = await Promise.all(calls);
+  for (const r of results) assert.equal(r.status, 200, r.text);
+  for (const [k, t] of all.entries()) {
+    const mine = results.filter((_, i) => i % all.length === k);
+    const want = t === triple ? 3 : 1;
+    assert.equal(mine.filter((r) => r.json.active === true).length, want);
+    const { jti } = decodeJwt(t).payload;
+    assert.equal(uses(jti).length, 12, 'every use is recorded');
+    assert.equal(uses(jti).filter((x) => x === 'active').length, want);
+    assert.equal(b.sql(`SELECT use_count FROM tokens WHERE jti = '${jti}'`)[0][0], String(want));
   }
 });
 
