@@ -82,7 +82,7 @@ run_wrk() {
 	local wthreads=2 tokens_before tokens_after out rss
 	[ "$conns" -lt 2 ] && wthreads=1
 	tokens_before=$(psqlq "SELECT count(*) FROM tokens")
-	out=$(BENCH_BASIC=$basic BENCH_TOKEN=${BENCH_TOKEN:-} wrk -t"$wthreads" \
+	out=$(BENCH_BASIC=$basic BENCH_TOKEN=${BENCH_TOKEN:-} BENCH_TOKENS_FILE=${BENCH_TOKENS_FILE:-} wrk -t"$wthreads" \
 	    -c"$conns" -d"${secs}s" --latency -s "$root/tests/bench/$script" \
 	    "http://127.0.0.1:$port$path")
 	tokens_after=$(psqlq "SELECT count(*) FROM tokens")
@@ -130,7 +130,14 @@ BENCH_TOKEN=$(curl -fsS -u "$id:$secret" -d grant_type=client_credentials \
     "http://127.0.0.1:$port/oauth2/token" | jq -r .access_token)
 export BENCH_TOKEN
 echo "== introspection with use recording"
-run_wrk "introspection" 16 introspect.lua "$svc_basic" /oauth2/introspect
+run_wrk "introspection, one hot token" 16 introspect.lua "$svc_basic" /oauth2/introspect
+# A service sees many tokens: 2,000 distinct ones, each introspected many times.
+for _ in $(seq 2000); do
+	curl -fsS -u "$id:$secret" -d grant_type=client_credentials -d scope=bench:read \
+	    -d resource=https://bench.example -d requested_ttl=3600 \
+	    "http://127.0.0.1:$port/oauth2/token" | jq -r .access_token
+done > "$work/tokens.txt"
+BENCH_TOKENS_FILE=$work/tokens.txt run_wrk "introspection, 2,000 tokens" 16 introspect.lua "$svc_basic" /oauth2/introspect
 echo "== step-up round trip: bc-authorize, approve, collect (one client, sequential)"
 BENCH_URL=http://127.0.0.1:$port BENCH_AGENT_ID=$id BENCH_AGENT_SECRET=$secret \
 BENCH_APPROVER_KEY=$approver_key BENCH_SCOPE=bench:write \
