@@ -437,25 +437,56 @@ out:
 
 /* ---- agent side: bc-authorize ------------------------------------------- */
 
+/*
+ * Code points that change what a human sees without being seen
+ * themselves, so an approver could read something other than is there:
+ * C1 controls; the soft hyphen; the Arabic letter mark; the Mongolian vowel
+ * separator; zero-width spaces, joiners and direction marks; line and
+ * paragraph separators; bidirectional embeddings, overrides and isolates;
+ * invisible operators and deprecated format characters; the byte order
+ * mark; and the tag characters, which can carry a hidden ASCII message.
+ */
+static int
+invisible(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0xad || cp == 0x61c ||
+	    cp == 0x180e || (cp >= 0x200b && cp <= 0x200f) ||
+	    (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x206f) ||
+	    cp == 0xfeff || (cp >= 0xe0000 && cp <= 0xe007f);
+}
+
 int
 approvals_check_text(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t i, n = strlen(s);
+	size_t i = 0, n = strlen(s);
 
 	if (!util_valid_utf8(s, n))
 		return 0;
-	for (i = 0; i < n; i++) {
-		if (p[i] == '\r')
+	while (i < n) {
+		uint32_t cp;
+		size_t len;
+
+		/* Valid UTF-8 (checked above): decode one code point. */
+		if (p[i] < 0x80) {
+			cp = p[i];
+			len = 1;
+		} else if (p[i] < 0xe0) {
+			cp = (uint32_t)(p[i] & 0x1f) << 6 | (p[i + 1] & 0x3f);
+			len = 2;
+		} else if (p[i] < 0xf0) {
+			cp = (uint32_t)(p[i] & 0x0f) << 12 |
+			    (uint32_t)(p[i + 1] & 0x3f) << 6 | (p[i + 2] & 0x3f);
+			len = 3;
+		} else {
+			cp = (uint32_t)(p[i] & 0x07) << 18 |
+			    (uint32_t)(p[i + 1] & 0x3f) << 12 |
+			    (uint32_t)(p[i + 2] & 0x3f) << 6 | (p[i + 3] & 0x3f);
+			len = 4;
+		}
+		if (cp == '\r' || invisible(cp))
 			return 0;
-		/*
-		 * U+202A-U+202E and U+2066-U+2069 reorder text on screen and
-		 * could make an approver read something else than is there.
-		 */
-		if (p[i] == 0xe2 && i + 2 < n &&
-		    ((p[i + 1] == 0x80 && p[i + 2] >= 0xaa && p[i + 2] <= 0xae) ||
-		    (p[i + 1] == 0x81 && p[i + 2] >= 0xa6 && p[i + 2] <= 0xa9)))
-			return 0;
+		i += len;
 	}
 	return 1;
 }

@@ -86,7 +86,10 @@ struct approval_ask {
 
 /*
  * approvals_check_text(s): 1 if s is fine to show a human: valid UTF-8, no
- * control characters but newline and tab, no bidirectional overrides.
+ * control characters but newline and tab (C1 included), and nothing that
+ * changes the display while staying invisible: bidirectional overrides
+ * and isolates, zero-width characters and joiners, the soft hyphen, line
+ * and paragraph separators, the byte order mark, tag characters.
  */
 int approvals_check_text(const char *s);
 

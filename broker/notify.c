@@ -106,19 +106,56 @@ notify_stop(void)
 	running = 0;
 }
 
+char *
+notify_escape_text(const char *s)
+{
+	size_t n = 0, i;
+	char *out, *o;
+
+	for (i = 0; s[i] != '\0'; i++)
+		n += s[i] == '&' ? 5 : (s[i] == '<' || s[i] == '>') ? 4 : 1;
+	out = malloc(n + 1);
+	if (out == NULL)
+		return NULL;
+	for (o = out, i = 0; s[i] != '\0'; i++) {
+		const char *rep = s[i] == '&' ? "&amp;" : s[i] == '<' ? "&lt;" :
+		    s[i] == '>' ? "&gt;" : NULL;
+
+		if (rep != NULL) {
+			memcpy(o, rep, strlen(rep));
+			o += strlen(rep);
+		} else
+			*o++ = s[i];
+	}
+	*o = '\0';
+	return out;
+}
+
 void
 notify_event(const char *event, const char *text, json_t *data)
 {
 	struct item *it = NULL;
 	json_t *j;
-	char *body;
+	char *body, *safe;
 
 	if (!running) {
 		json_decref(data);
 		return;
 	}
-	j = json_pack("{s:s, s:s, s:o}", "event", event, "text", text,
+	/*
+	 * text embeds what agents wrote (binding_message, names): escaped as
+	 * Slack-compatible receivers require, "<!channel>" or "<https://x|y>"
+	 * in a justification is shown as typed instead of pinging everyone or
+	 * disguising a link. data keeps the raw values for programs.
+	 */
+	safe = notify_escape_text(text);
+	if (safe == NULL) {
+		json_decref(data);
+		return;
+	}
+	j = json_pack("{s:s, s:s, s:o}", "event", event, "text", safe,
 	    "data", data != NULL ? data : json_object());
+	free(safe);
 	body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (body == NULL)

@@ -30,4 +30,11 @@ void notify_stop(void);
  */
 void notify_event(const char *event, const char *text, json_t *data);
 
+/*
+ * notify_escape_text(s): s with &, < and > written as &amp;, &lt; and &gt;
+ * (Slack's escaping for message text), as a new string; NULL if out of
+ * memory.
+ */
+char *notify_escape_text(const char *s);
+
 #endif

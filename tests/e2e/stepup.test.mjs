@@ -388,6 +388,14 @@ test('hostile input at bc-authorize and the CIBA grant', async () => {
     [{ binding_message: 'x'.repeat(1025) }, 'invalid_request'],
     [{ binding_message: 'pay \u202Eusd 001' }, 'invalid_request'],
     [{ binding_message: 'line\u0007bell' }, 'invalid_request'],
+    // Invisible characters that change what an approver reads.
+    [{ binding_message: 'read\u200Bonly' }, 'invalid_request'],
+    [{ binding_message: 'next\u0085line' }, 'invalid_request'],
+    [{ binding_message: 'ok\u{E0049}\u{E0047}\u{E004E}' }, 'invalid_request'],
+    [{ binding_message: 'bom\uFEFF' }, 'invalid_request'],
+    [{ binding_message: 'line\u2028break' }, 'invalid_request'],
+    [{ authorization_details: JSON.stringify([{ type: 'p', preview: 'a\u2066b' }]) }, 'invalid_request'],
+    [{ authorization_details: JSON.stringify([{ type: 'p', preview: 'soft\u00ADhyphen' }]) }, 'invalid_request'],
     [{ authorization_details: '{not json' }, 'invalid_request'],
     [{ authorization_details: '{"type":"x"}' }, 'invalid_request'],
     [{ authorization_details: '[]' }, 'invalid_request'],
@@ -519,7 +527,7 @@ test('the CLI approves and denies through the HTTP API', async () => {
 });
 
 test('webhooks announce new requests and decisions, without secrets', async () => {
-  const id = (await ask({ binding_message: 'webhook check' })).json.auth_req_id;
+  const id = (await ask({ binding_message: 'webhook check <!channel> <https://evil.example|docs> & more' })).json.auth_req_id;
   assert.equal((await deny(carol, id, { reason: 'checked' })).status, 200);
   let requested;
   let decided;
@@ -532,6 +540,11 @@ test('webhooks announce new requests and decisions, without secrets', async () =
   assert.ok(decided, 'approval.denied delivered');
   assert.match(requested.text, /writer/);
   assert.match(requested.text, /webhook check/);
+  // Slack-compatible text: what the agent wrote cannot ping a channel or
+  // disguise a link; data keeps the message as it was sent.
+  assert.ok(requested.text.includes('&lt;!channel&gt; &lt;https://evil.example|docs&gt; &amp; more'), requested.text);
+  assert.ok(!/<!channel>|<https:/.test(requested.text));
+  assert.equal(requested.data.binding_message, 'webhook check <!channel> <https://evil.example|docs> & more');
   assert.equal(requested.data.agent, 'writer');
   assert.match(decided.text, /no longer pending/);
   const all = JSON.stringify(hooks);

@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "approvals.h"
 #include "audit.h"
 #include "check.h"
 #include "countersign.h"
 #include "db.h"
 #include "http.h"
+#include "notify.h"
 #include "tokens.h"
 #include "util.h"
 
@@ -464,10 +466,67 @@ test_http_errors(void)
 	CHECK_STR(http_oauth_error_for((enum cs_err)-1), "server_error");
 }
 
+/* What an approver is shown must be what is there (threat-model row 34). */
+static void
+test_approver_text(void)
+{
+	static const char *const ok[] = {
+		"post the answer", "line one\nline two\tand a tab",
+		"caf\xc3\xa9 \xe2\x82\xac 10", "\xe6\x97\xa5\xe6\x9c\xac",
+		"\xf0\x9f\x99\x82 smile", "<b>markup</b> & <!channel>", "",
+	};
+	static const char *const bad[] = {
+		"carriage\rreturn",
+		"C1 \xc2\x85 next line", "C1 \xc2\x9b CSI",
+		"soft\xc2\xadhyphen", "arabic mark \xd8\x9c",
+		"mongolian \xe1\xa0\x8e separator",
+		"zero\xe2\x80\x8bwidth", "joiner\xe2\x80\x8d", "rlm \xe2\x80\x8f",
+		"line\xe2\x80\xa8separator", "paragraph\xe2\x80\xa9separator",
+		"override \xe2\x80\xae evil", "isolate \xe2\x81\xa6 x",
+		"word\xe2\x81\xa0joiner", "invisible \xe2\x81\xa4 plus",
+		"deprecated \xe2\x81\xaf format", "bom \xef\xbb\xbf",
+		"tag \xf3\xa0\x80\x81 begin", "tag \xf3\xa0\x81\xbf cancel",
+		"tag letter \xf3\xa0\x81\xa1", "bell \x07", "broken \xc3",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		CHECK(approvals_check_text(ok[i]) == 1);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(approvals_check_text(bad[i]) == 0);
+	/* Neighbours of the refused ranges stay allowed. */
+	CHECK(approvals_check_text("\xc2\xa0 no-break space") == 1);
+	CHECK(approvals_check_text("\xe2\x80\x8a hair space") == 1);
+	CHECK(approvals_check_text("\xe2\x80\xaf narrow nbsp") == 1);
+	CHECK(approvals_check_text("\xe2\x81\xb0 superscript zero") == 1);
+	CHECK(approvals_check_text("\xf3\xa0\x82\x80 after the tags") == 1);
+}
+
+static void
+test_notify_escape(void)
+{
+	char *e;
+
+	e = notify_escape_text("<!channel> <https://evil.example|docs> a & b");
+	CHECK_STR(e, "&lt;!channel&gt; &lt;https://evil.example|docs&gt; a &amp; b");
+	free(e);
+	e = notify_escape_text("plain text, caf\xc3\xa9");
+	CHECK_STR(e, "plain text, caf\xc3\xa9");
+	free(e);
+	e = notify_escape_text("");
+	CHECK_STR(e, "");
+	free(e);
+	e = notify_escape_text("&&&<<<>>>");
+	CHECK_STR(e, "&amp;&amp;&amp;&lt;&lt;&lt;&gt;&gt;&gt;");
+	free(e);
+}
+
 int
 main(int argc, char **argv)
 {
 	(void)argc;
+	test_approver_text();
+	test_notify_escape();
 	test_text_array();
 	test_bytea();
 	test_audit_clip();
