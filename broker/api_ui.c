@@ -159,7 +159,8 @@ session_auth(struct http_req *req, struct approver *a)
 		    "cross-origin request refused");
 		return -1;
 	}
-	if (sessions_lookup(http_req_cookie(req, cookie_name()), a, csrf,
+	if (sessions_lookup(http_req_cookie(req, cookie_name()),
+	    api_config()->ui_session_idle, a, csrf,
 	    &expires_at, &err) != CS_OK) {
 		http_reply_error(req, &err);
 		return -1;
@@ -302,7 +303,8 @@ whoami(struct http_req *req)
 	struct cs_error err;
 	int64_t expires_at;
 
-	if (sessions_lookup(http_req_cookie(req, cookie_name()), &a, csrf,
+	if (sessions_lookup(http_req_cookie(req, cookie_name()),
+	    api_config()->ui_session_idle, &a, csrf,
 	    &expires_at, &err) != CS_OK) {
 		http_reply_error(req, &err);
 		return;

@@ -61,6 +61,7 @@ static const struct setting settings[] = {
 	S("webhook_url", T_STRING, webhook_url, 0, 0),
 	S("webhook_timeout", T_INT, webhook_timeout, 1, 60),
 	S("ui_session_ttl", T_DURATION, ui_session_ttl, 60, 7 * 86400),
+	S("ui_session_idle", T_DURATION, ui_session_idle, 2, 7 * 86400),
 	S("ui_cookie_secure", T_INT, ui_cookie_secure, 0, 1),
 };
 
@@ -100,6 +101,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->poll_interval = 5;
 	cfg->webhook_timeout = 5;
 	cfg->ui_session_ttl = 8 * 3600;
+	cfg->ui_session_idle = 30 * 60;
 	cfg->ui_cookie_secure = 0;
 }
 

@@ -57,6 +57,7 @@ struct broker_config {
 	char webhook_url[1024];		/* approver notifications; "" for none */
 	int webhook_timeout;		/* seconds per delivery attempt */
 	int64_t ui_session_ttl;		/* seconds a web page sign-in lasts */
+	int64_t ui_session_idle;	/* seconds unused before a sign-in ends */
 	int ui_cookie_secure;		/* 1: the page is reached over https */
 	enum log_level log_level;
 };

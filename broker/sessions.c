@@ -38,14 +38,27 @@ static const struct db_stmt session_purge = {
 	0
 };
 
+/*
+ * A live session: unexpired, used within the idle time ($2 seconds), its
+ * approver enabled. Using it moves last_seen_at, but only once it is a
+ * little old (a quarter of the idle time, at most 15 s), so a page that
+ * polls every few seconds does not write a row version each time.
+ */
 static const struct db_stmt session_lookup = {
 	"sessions_lookup",
+	"WITH s AS (SELECT s.approver_id, s.expires_at, s.last_seen_at "
+	"FROM ui_sessions s WHERE s.id_hash = $1::bytea "
+	"AND s.expires_at > now() "
+	"AND s.last_seen_at > now() - make_interval(secs => $2::bigint)), "
+	"u AS (UPDATE ui_sessions SET last_seen_at = now() "
+	"WHERE id_hash = $1::bytea AND EXISTS (SELECT 1 FROM s) "
+	"AND last_seen_at < now() - make_interval(secs => "
+	"least(15, $2::bigint / 4.0))) "
 	"SELECT p.id, p.name, coalesce(p.email, ''), p.groups, "
 	"extract(epoch FROM s.expires_at)::bigint "
-	"FROM ui_sessions s JOIN approvers p ON p.id = s.approver_id "
-	"WHERE s.id_hash = $1::bytea AND s.expires_at > now() "
-	"AND p.disabled_at IS NULL",
-	1
+	"FROM s JOIN approvers p ON p.id = s.approver_id "
+	"WHERE p.disabled_at IS NULL",
+	2
 };
 
 static const struct db_stmt session_delete = {
@@ -151,11 +164,12 @@ out:
 }
 
 enum cs_err
-sessions_lookup(const char *id, struct approver *out, char *csrf,
-    int64_t *expires_at, struct cs_error *err)
+sessions_lookup(const char *id, int64_t idle, struct approver *out,
+    char *csrf, int64_t *expires_at, struct cs_error *err)
 {
 	struct db_result *res = NULL;
-	const char *params[1];
+	const char *params[2];
+	char idlebuf[24];
 	char *hash_param = NULL;
 	enum cs_err rc;
 	size_t n = 0;
@@ -168,7 +182,9 @@ sessions_lookup(const char *id, struct approver *out, char *csrf,
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
+	snprintf(idlebuf, sizeof(idlebuf), "%lld", (long long)idle);
 	params[0] = hash_param;
+	params[1] = idlebuf;
 	if (db_exec(&session_lookup, params, &res) != CS_OK) {
 		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot check sessions right now");

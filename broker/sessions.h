@@ -35,15 +35,17 @@ enum cs_err sessions_create(const struct approver *approver, int64_t ttl,
     char *id, char *csrf, int64_t *expires_at, struct cs_error *err);
 
 /*
- * sessions_lookup(id, out, csrf, expires_at, err): the approver of the
- * live session id (unexpired, approver not disabled) in out (cleared with
+ * sessions_lookup(id, idle, out, csrf, expires_at, err): the approver of
+ * the live session id (unexpired, used within the last idle seconds,
+ * approver not disabled; the use counts as activity) in out (cleared with
  * approvals_approver_clear by the caller), its CSRF token in csrf
  * (SESSIONS_CSRF_LEN + 1 bytes) and its expiry. An unknown, expired or
  * malformed id is CS_ERR_INVALID_TOKEN and is not audited: a stale cookie
  * is routine, and guessing a 256-bit id is not a threat worth a row.
  */
-enum cs_err sessions_lookup(const char *id, struct approver *out, char *csrf,
-    int64_t *expires_at, struct cs_error *err);
+enum cs_err sessions_lookup(const char *id, int64_t idle,
+    struct approver *out, char *csrf, int64_t *expires_at,
+    struct cs_error *err);
 
 /*
  * sessions_end(id, err): delete the session and audit approver.signed_out.

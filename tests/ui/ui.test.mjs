@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { Broker, ROOT, sleep } from '../e2e/lib.mjs';
+import { Broker, ROOT, sleep, sql } from '../e2e/lib.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'build', 'ui-artifacts');
@@ -448,6 +448,26 @@ test('sessions: shared by brokers on one database, ended by sign-out and expiry'
   const all = b.sql('SELECT details::text FROM audit_events').map((r) => r[0]).join('\n');
   for (const secret of [alice, bob, s.cookie.split('=')[1], s.csrf]) assert.ok(!all.includes(secret));
   assert.ok(!b.logs.includes(s.cookie.split('=')[1]), 'a session id is in the log');
+});
+
+test('an unused session ends after ui_session_idle; using it keeps it alive', async () => {
+  const s = await apiSignIn(alice);
+  const hash = () => b.sql('SELECT encode(id_hash, \'hex\') FROM ui_sessions ORDER BY created_at DESC LIMIT 1')[0][0];
+  const mine = hash();
+  const seen = () => Number(b.sql(`SELECT extract(epoch FROM now() - last_seen_at) FROM ui_sessions WHERE id_hash = '\\x${mine}'`)[0][0]);
+  // Used 20 minutes ago (idle default 30 minutes): still alive, and this use
+  // moves last_seen_at.
+  b.sql(`UPDATE ui_sessions SET last_seen_at = now() - interval '20 minutes' WHERE id_hash = '\\x${mine}'`);
+  assert.equal((await uiCall('GET', '/ui/api/session', { cookie: s.cookie })).status, 200);
+  assert.ok(seen() < 60, 'a use counts as activity');
+  // Unused for 31 minutes: refused, though its absolute expiry is hours away.
+  b.sql(`UPDATE ui_sessions SET last_seen_at = now() - interval '31 minutes' WHERE id_hash = '\\x${mine}'`);
+  const r = await uiCall('GET', '/ui/api/session', { cookie: s.cookie });
+  assert.equal(r.status, 401);
+  assert.equal((await uiCall('GET', '/ui/api/approvals', { cookie: s.cookie })).status, 401);
+  // The broker's role may move last_seen_at and nothing else.
+  assert.throws(() => sql(b.cluster.urlAs(b.db, 'countersign_broker'),
+    "UPDATE ui_sessions SET expires_at = now() + interval '1 year'"), /permission denied/);
 });
 
 test('with ui_cookie_secure the cookie is __Host-, Secure, and only an https Origin passes', async () => {

@@ -24,6 +24,7 @@ static const char *const keys[] = {
 	"max_connections", "max_connections_per_ip", "db_connect_timeout",
 	"db_statement_timeout", "key_refresh", "log_level", "approval_timeout",
 	"poll_interval", "webhook_url", "webhook_timeout", "ui_session_ttl",
+	"ui_session_idle",
 	"ui_cookie_secure", "tls_cert_file", "tls_key_file",
 };
 
@@ -123,6 +124,7 @@ test_defaults(void)
 	CHECK_STR(cfg.webhook_url, "");
 	CHECK(cfg.webhook_timeout == 5);
 	CHECK(cfg.ui_session_ttl == 8 * 3600);
+	CHECK(cfg.ui_session_idle == 30 * 60);
 	CHECK(cfg.ui_cookie_secure == 0);
 }
 
@@ -254,6 +256,7 @@ test_set_numbers(void)
 		{ "poll_interval", "5s" },
 		{ "webhook_timeout", "0" }, { "webhook_timeout", "61" },
 		{ "ui_session_ttl", "59s" }, { "ui_session_ttl", "8d" },
+		{ "ui_session_idle", "1s" }, { "ui_session_idle", "8d" },
 		{ "ui_cookie_secure", "2" }, { "ui_cookie_secure", "yes" },
 	};
 	struct broker_config cfg;
