@@ -44,6 +44,36 @@ static const struct db_stmt approver_disable = {
 	2
 };
 
+/*
+ * A new key for an enabled approver: the old one stops working at once,
+ * and so do the web sessions signed in with it.
+ */
+static const struct db_stmt approver_rotate = {
+	"approvals_approver_rotate",
+	"WITH p AS (UPDATE approvers SET key_hash = $2::bytea "
+	"WHERE name = $1 AND disabled_at IS NULL RETURNING id, name), "
+	"s AS (DELETE FROM ui_sessions WHERE approver_id IN (SELECT id FROM p) "
+	"RETURNING 1) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'approver.key_rotated', $3, 'approver:' || p.name, "
+	"jsonb_build_object('approver_id', p.id, 'sessions_ended', "
+	"(SELECT count(*) FROM s)) FROM p RETURNING seq",
+	3
+};
+
+/* End every web session of an approver (the key keeps working). */
+static const struct db_stmt approver_signout = {
+	"approvals_approver_signout",
+	"WITH p AS (SELECT id, name FROM approvers WHERE name = $1), "
+	"s AS (DELETE FROM ui_sessions WHERE approver_id IN (SELECT id FROM p) "
+	"RETURNING 1) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'approver.signed_out', $2, 'approver:' || p.name, "
+	"jsonb_build_object('approver_id', p.id, 'via', 'cli', 'sessions', "
+	"(SELECT count(*) FROM s)) FROM p RETURNING details->>'sessions'",
+	2
+};
+
 static const struct db_stmt approver_exists = {
 	"approvals_approver_exists",
 	"SELECT 1 FROM approvers WHERE name = $1",
@@ -316,6 +346,58 @@ out:
 	free(hash_param);
 	free(arr);
 	free(copy);
+	return rc;
+}
+
+enum cs_err
+approvals_approver_rotate_key(const char *name, const char *actor,
+    char *key, struct cs_error *err)
+{
+	const char *params[3];
+	struct db_result *res = NULL;
+	char *hash_param = NULL;
+	enum cs_err rc;
+
+	if (keys_new_secret(key, &hash_param) != 0) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
+	params[0] = name;
+	params[1] = hash_param;
+	params[2] = actor;
+	rc = db_exec(&approver_rotate, params, &res);
+	if (rc != CS_OK) {
+		cs_error_set(err, rc, "database error");
+		goto out;
+	}
+	if (db_nrows(res) != 1)
+		rc = cs_error_set(err, CS_ERR_NOT_FOUND, "no enabled approver "
+		    "named '%s'", name);
+out:
+	if (rc != CS_OK)
+		util_secure_zero(key, APPROVALS_KEY_LEN + 1);
+	free(hash_param);
+	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
+approvals_approver_signout(const char *name, const char *actor,
+    int64_t *ended, struct cs_error *err)
+{
+	const char *params[2] = { name, actor };
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	*ended = 0;
+	rc = db_exec(&approver_signout, params, &res);
+	if (rc != CS_OK)
+		cs_error_set(err, rc, "database error");
+	else if (db_nrows(res) != 1 ||
+	    util_parse_int64(db_value(res, 0, 0), 0, INT64_MAX, ended) != 0)
+		rc = cs_error_set(err, CS_ERR_NOT_FOUND, "no approver named "
+		    "'%s'", name);
+	db_result_free(res);
 	return rc;
 }
 

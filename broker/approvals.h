@@ -49,6 +49,24 @@ void approvals_approver_clear(struct approver *a);
 enum cs_err approvals_approver_add(const char *name, const char *email,
     const char *groups, const char *actor, char *key, struct cs_error *err);
 
+/*
+ * approvals_approver_rotate_key(name, actor, key, err): a new API key for
+ * an enabled approver into key (APPROVALS_KEY_LEN + 1 bytes; shown once,
+ * only its HMAC is stored). The old key stops working at once and the
+ * approver's web sessions end; audited approver.key_rotated.
+ * CS_ERR_NOT_FOUND if there is no such enabled approver.
+ */
+enum cs_err approvals_approver_rotate_key(const char *name, const char *actor,
+    char *key, struct cs_error *err);
+
+/*
+ * approvals_approver_signout(name, actor, ended, err): end every web
+ * session of the approver (the key keeps working); *ended says how many.
+ * Audited approver.signed_out (via cli). CS_ERR_NOT_FOUND if unknown.
+ */
+enum cs_err approvals_approver_signout(const char *name, const char *actor,
+    int64_t *ended, struct cs_error *err);
+
 /* approvals_approver_disable(name, actor, err): the key stops working. */
 enum cs_err approvals_approver_disable(const char *name, const char *actor,
     struct cs_error *err);

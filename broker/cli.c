@@ -72,6 +72,9 @@ cli_usage(void)
 	    "  approver add NAME --groups G[,G...] [--email EMAIL] [--json]\n"
 	    "  approver disable NAME\n"
 	    "  approver list [--json]\n"
+	    "  approver rotate-key NAME [--json]   new key; the old one and its\n"
+	    "                                      web sessions stop working\n"
+	    "  approver signout NAME [--json]      end the approver's web sessions\n"
 	    "  approvals list [--state STATE] [--json]      (as an approver, over HTTP)\n"
 	    "  approvals show ID [--json]\n"
 	    "  approvals approve ID [--reason TEXT] [--scope S] [--ttl SECONDS] [--json]\n"
@@ -864,6 +867,42 @@ cmd_approver(int argc, char **argv)
 			printf("approver %s disabled\n", a.pos[0]);
 		return 0;
 	}
+	if (strcmp(argv[0], "rotate-key") == 0) {
+		char key[APPROVALS_KEY_LEN + 1];
+
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 1)
+			goto usage;
+		if (approvals_approver_rotate_key(a.pos[0], actor, key,
+		    &err) != CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:s, s:s}", "name", a.pos[0],
+			    "api_key", key));
+		else
+			printf("approver %s has a new key; the old one and its "
+			    "web sessions no longer work\napi_key: %s\n"
+			    "(the key is shown only once)\n", a.pos[0], key);
+		util_secure_zero(key, sizeof(key));
+		return 0;
+	}
+	if (strcmp(argv[0], "signout") == 0) {
+		int64_t ended = 0;
+
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 1)
+			goto usage;
+		if (approvals_approver_signout(a.pos[0], actor, &ended,
+		    &err) != CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:s, s:I}", "name", a.pos[0],
+			    "sessions_ended", (json_int_t)ended));
+		else
+			printf("approver %s: %lld web session(s) ended\n",
+			    a.pos[0], (long long)ended);
+		return 0;
+	}
 	if (strcmp(argv[0], "list") == 0) {
 		json_t *list = NULL;
 		enum cs_err rc;
@@ -876,8 +915,9 @@ cmd_approver(int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: countersign approver add NAME --groups G[,G...] "
-	    "[--email EMAIL] [--json] | approver disable NAME | approver list "
-	    "[--json]\n");
+	    "[--email EMAIL] [--json] | approver disable NAME\n"
+	    "       | approver rotate-key NAME [--json] | approver signout NAME "
+	    "[--json]\n       | approver list [--json]\n");
 	return 2;
 }
 

@@ -470,6 +470,41 @@ test('an unused session ends after ui_session_idle; using it keeps it alive', as
     "UPDATE ui_sessions SET expires_at = now() + interval '1 year'"), /permission denied/);
 });
 
+test('approver rotate-key and signout end a compromised key and its sessions at once, audited', async () => {
+  const key1 = b.cliOk('approver', 'add', 'dave', '--groups', 'forum-mods', '--json').json.api_key;
+  const bearer = (key) => fetch(`${b.url}/v1/approvals`, { headers: { authorization: `Bearer ${key}` } });
+  const s1 = await apiSignIn(key1);
+  assert.equal((await bearer(key1)).status, 200);
+  const r = b.cliOk('approver', 'rotate-key', 'dave', '--json').json;
+  const key2 = r.api_key;
+  assert.equal(r.name, 'dave');
+  assert.match(key2, /^[A-Za-z0-9_-]{20,}$/);
+  assert.notEqual(key2, key1);
+  assert.equal((await bearer(key1)).status, 401, 'the old key stops working');
+  assert.equal((await bearer(key2)).status, 200);
+  assert.equal((await uiCall('GET', '/ui/api/session', { cookie: s1.cookie })).status, 401,
+    'a session signed in with the old key ends');
+  const [[details]] = b.sql("SELECT details::text FROM audit_events WHERE type = 'approver.key_rotated' " +
+    "AND subject = 'approver:dave'");
+  assert.equal(JSON.parse(details).sessions_ended, 1);
+  // signout ends every web session; the key keeps working.
+  const a = await apiSignIn(key2);
+  const c = await apiSignIn(key2);
+  const out = b.cliOk('approver', 'signout', 'dave', '--json').json;
+  assert.deepEqual(out, { name: 'dave', sessions_ended: 2 });
+  for (const x of [a, c]) assert.equal((await uiCall('GET', '/ui/api/session', { cookie: x.cookie })).status, 401);
+  assert.equal((await bearer(key2)).status, 200);
+  assert.equal(b.sql("SELECT count(*) FROM audit_events WHERE type = 'approver.signed_out' " +
+    "AND subject = 'approver:dave' AND details->>'via' = 'cli'")[0][0], '1');
+  // Unknown or disabled approvers get no key; no key ever reaches the audit log.
+  assert.equal(b.cli('approver', 'rotate-key', 'nobody').code, 1);
+  b.cliOk('approver', 'disable', 'dave');
+  assert.equal(b.cli('approver', 'rotate-key', 'dave').code, 1);
+  assert.equal(b.cli('approver', 'signout', 'nobody').code, 1);
+  const all = b.sql('SELECT details::text FROM audit_events').map((x) => x[0]).join('\n');
+  for (const k of [key1, key2]) assert.ok(!all.includes(k));
+});
+
 test('with ui_cookie_secure the cookie is __Host-, Secure, and only an https Origin passes', async () => {
   const b3 = await Broker.start({ db: b.db, migrate: false, env: {
     COUNTERSIGN_MASTER_KEY_FILE: b.env.COUNTERSIGN_MASTER_KEY_FILE,
