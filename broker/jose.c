@@ -613,6 +613,48 @@ out:
 	return ok;
 }
 
+/*
+ * Split a compact JWS into its decoded segments inside buf (cap bytes,
+ * at least three quarters of JOSE_MAX_TOKEN), with the same structural
+ * rules for every token we read (jose_verify, jose_peek, jose_verify_key):
+ * three non-empty strict base64url segments, no NUL.
+ * *signing_len is the length of the signing input (header "." payload).
+ */
+static enum jose_result
+jose_split(const char *token, size_t len, unsigned char *buf, size_t cap,
+    size_t *hdrlen, size_t *paylen, size_t *siglen, size_t *signing_len)
+{
+	const char *d1, *d2, *seg;
+	size_t hlen, plen, slen;
+
+	if (len > JOSE_MAX_TOKEN)
+		return JOSE_E_TOO_LARGE;
+	if (token == NULL || memchr(token, '\0', len) != NULL)
+		return JOSE_E_MALFORMED;
+	if ((d1 = memchr(token, '.', len)) == NULL)
+		return JOSE_E_MALFORMED;
+	hlen = (size_t)(d1 - token);
+	seg = d1 + 1;
+	if ((d2 = memchr(seg, '.', len - hlen - 1)) == NULL)
+		return JOSE_E_MALFORMED;
+	plen = (size_t)(d2 - seg);
+	slen = len - hlen - 1 - plen - 1;
+	if (memchr(d2 + 1, '.', slen) != NULL)
+		return JOSE_E_MALFORMED;
+	if (hlen == 0 || plen == 0 || slen == 0)
+		return JOSE_E_MALFORMED;
+	if (b64_url_decode(token, hlen, buf, cap, hdrlen) != 0)
+		return JOSE_E_MALFORMED;
+	if (b64_url_decode(seg, plen, buf + *hdrlen, cap - *hdrlen,
+	    paylen) != 0)
+		return JOSE_E_MALFORMED;
+	if (b64_url_decode(d2 + 1, slen, buf + *hdrlen + *paylen,
+	    cap - *hdrlen - *paylen, siglen) != 0)
+		return JOSE_E_MALFORMED;
+	*signing_len = hlen + 1 + plen;
+	return JOSE_OK;
+}
+
 enum jose_result
 jose_verify(const char *token, size_t len, const char *typ,
     const struct jose_key *const *keys, size_t nkeys, json_t **claims)
@@ -624,8 +666,7 @@ jose_verify(const char *token, size_t len, const char *typ,
 	 */
 	unsigned char buf[JOSE_MAX_TOKEN / 4 * 3];
 	unsigned char *hdr, *pay, *sig;
-	size_t hlen, plen, slen, hdrlen, paylen, siglen, i;
-	const char *d1, *d2, *seg;
+	size_t hdrlen, paylen, siglen, signing_len, i;
 	const json_t *alg, *kid, *htyp;
 	const struct jose_key *key = NULL;
 	json_t *header = NULL, *payload = NULL;
@@ -633,36 +674,15 @@ jose_verify(const char *token, size_t len, const char *typ,
 
 	if (claims != NULL)
 		*claims = NULL;
-	if (len > JOSE_MAX_TOKEN) {
-		rc = JOSE_E_TOO_LARGE;
-		goto out;
-	}
-	if (token == NULL || memchr(token, '\0', len) != NULL)
-		goto out;
-
 	/* Structure: exactly three non-empty strict base64url segments. */
-	if ((d1 = memchr(token, '.', len)) == NULL)
-		goto out;
-	hlen = (size_t)(d1 - token);
-	seg = d1 + 1;
-	if ((d2 = memchr(seg, '.', len - hlen - 1)) == NULL)
-		goto out;
-	plen = (size_t)(d2 - seg);
-	slen = len - hlen - 1 - plen - 1;
-	if (memchr(d2 + 1, '.', slen) != NULL)
-		goto out;
-	if (hlen == 0 || plen == 0 || slen == 0)
+	rc = jose_split(token, len, buf, sizeof(buf), &hdrlen, &paylen, &siglen,
+	    &signing_len);
+	if (rc != JOSE_OK)
 		goto out;
 	hdr = buf;
-	if (b64_url_decode(token, hlen, hdr, sizeof(buf), &hdrlen) != 0)
-		goto out;
 	pay = hdr + hdrlen;
-	if (b64_url_decode(seg, plen, pay, sizeof(buf) - hdrlen, &paylen) != 0)
-		goto out;
 	sig = pay + paylen;
-	if (b64_url_decode(d2 + 1, slen, sig, sizeof(buf) - hdrlen - paylen,
-	    &siglen) != 0)
-		goto out;
+	rc = JOSE_E_MALFORMED;
 
 	/*
 	 * Header: a JSON object without duplicate members (so a second
@@ -713,7 +733,7 @@ jose_verify(const char *token, size_t len, const char *typ,
 	rc = JOSE_E_SIGNATURE;
 	if (siglen != JOSE_ES256_SIG_LEN)
 		goto out;
-	if (!jose_es256_verify(key->pkey, token, hlen + 1 + plen, sig))
+	if (!jose_es256_verify(key->pkey, token, signing_len, sig))
 		goto out;
 
 	/* Only now is the payload worth parsing. */
@@ -829,47 +849,6 @@ out:
 	free(text);
 	json_decref(req);
 	return rc;
-}
-
-/*
- * Split a compact JWS into its decoded segments inside buf (cap bytes,
- * at least three quarters of JOSE_MAX_TOKEN), with the same structural
- * rules as jose_verify: three non-empty strict base64url segments, no NUL.
- * *signing_len is the length of the signing input (header "." payload).
- */
-static enum jose_result
-jose_split(const char *token, size_t len, unsigned char *buf, size_t cap,
-    size_t *hdrlen, size_t *paylen, size_t *siglen, size_t *signing_len)
-{
-	const char *d1, *d2, *seg;
-	size_t hlen, plen, slen;
-
-	if (len > JOSE_MAX_TOKEN)
-		return JOSE_E_TOO_LARGE;
-	if (token == NULL || memchr(token, '\0', len) != NULL)
-		return JOSE_E_MALFORMED;
-	if ((d1 = memchr(token, '.', len)) == NULL)
-		return JOSE_E_MALFORMED;
-	hlen = (size_t)(d1 - token);
-	seg = d1 + 1;
-	if ((d2 = memchr(seg, '.', len - hlen - 1)) == NULL)
-		return JOSE_E_MALFORMED;
-	plen = (size_t)(d2 - seg);
-	slen = len - hlen - 1 - plen - 1;
-	if (memchr(d2 + 1, '.', slen) != NULL)
-		return JOSE_E_MALFORMED;
-	if (hlen == 0 || plen == 0 || slen == 0)
-		return JOSE_E_MALFORMED;
-	if (b64_url_decode(token, hlen, buf, cap, hdrlen) != 0)
-		return JOSE_E_MALFORMED;
-	if (b64_url_decode(seg, plen, buf + *hdrlen, cap - *hdrlen,
-	    paylen) != 0)
-		return JOSE_E_MALFORMED;
-	if (b64_url_decode(d2 + 1, slen, buf + *hdrlen + *paylen,
-	    cap - *hdrlen - *paylen, siglen) != 0)
-		return JOSE_E_MALFORMED;
-	*signing_len = hlen + 1 + plen;
-	return JOSE_OK;
 }
 
 enum jose_result
