@@ -11,6 +11,7 @@
   let shown = null;       // that request as last fetched
   let refreshTimer = null;
   let tickTimer = null;
+  let listKey = null;     // what the list shows, to skip needless redraws
 
   const $ = (id) => document.getElementById(id);
 
@@ -161,8 +162,14 @@
       return;
     }
     const items = r.json.approvals || [];
-    const ul = $('requests');
-    ul.replaceChildren(...items.map(card));
+    // Rebuild the cards only when a request changed: replacing them on
+    // every refresh would pull a card away from under a finger or a
+    // pointer about to tap it. The countdowns run on by themselves.
+    const key = state + JSON.stringify(items.map(({ expires_in: _, ...rest }) => rest));
+    if (key !== listKey) {
+      listKey = key;
+      $('requests').replaceChildren(...items.map(card));
+    }
     $('list-status').textContent = items.length === 0
       ? 'No ' + (state === 'all' ? '' : state + ' ') + 'requests. This list refreshes every few seconds.'
       : items.length + ' request' + (items.length === 1 ? '' : 's') + ', refreshed ' + new Date().toLocaleTimeString();
@@ -194,6 +201,7 @@
 
   function showList() {
     current = shown = null;
+    listKey = null;
     show('list-view');
     loadList();
     startTimers(loadList);
