@@ -110,6 +110,27 @@ static const struct db_stmt request_insert = {
 };
 
 /*
+ * "preview_checks": one entry per authorization_details entry, true if its
+ * preview is exactly the content its action_digest binds (SHA-256 of the
+ * preview's UTF-8, hex or base64url), false if it is not, null if there is
+ * no preview or no digest. An approver reads the preview but the digest is
+ * what a service enforces: false means the text shown is NOT what would be
+ * done, and the CLI and the web page say so.
+ */
+#define PREVIEW_CHECKS \
+	"'preview_checks', (SELECT coalesce(jsonb_agg(CASE WHEN " \
+	"jsonb_typeof(y.e->'preview') = 'string' AND " \
+	"jsonb_typeof(y.e->'action_digest') = 'string' THEN to_jsonb(" \
+	"lower(y.e->>'action_digest') = 'sha256:' || encode(sha256(" \
+	"convert_to(y.e->>'preview', 'UTF8')), 'hex') OR " \
+	"y.e->>'action_digest' = 'sha256:' || translate(rtrim(encode(" \
+	"sha256(convert_to(y.e->>'preview', 'UTF8')), 'base64'), '='), " \
+	"'+/', '-_')) ELSE 'null'::jsonb END ORDER BY y.o), '[]'::jsonb) " \
+	"FROM jsonb_array_elements(CASE WHEN jsonb_typeof(" \
+	"r.authorization_details) = 'array' THEN r.authorization_details " \
+	"END) WITH ORDINALITY AS y(e, o)), "
+
+/*
  * The request as approvers see it. $1 state filter (NULL: any), $2 id
  * filter (NULL: any), $3 the approver's groups; "eligible" says whether the
  * approver's groups cover every write scope's approver group.
@@ -123,6 +144,7 @@ static const struct db_stmt request_insert = {
 	"'audience', r.audience, 'ttl', r.requested_ttl, " \
 	"'binding_message', r.binding_message, " \
 	"'authorization_details', r.authorization_details, " \
+	PREVIEW_CHECKS \
 	"'params_hash', r.params_hash, " \
 	"'approvals_required', r.approvals_required, " \
 	"'approvals', (SELECT count(*) FROM approval_decisions d " \

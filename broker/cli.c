@@ -974,7 +974,7 @@ api_failed(long status, json_t *body)
 static void
 print_request(const json_t *r)
 {
-	const json_t *s;
+	const json_t *s, *check;
 	size_t i;
 
 	printf("%s  %-8s agent=%s scopes=", json_string_value(json_object_get(r,
@@ -1003,8 +1003,12 @@ print_request(const json_t *r)
 		printf("    action: %s%s%s\n", json_string_value(json_object_get(s,
 		    "type")), digest != NULL ? " digest=" : "",
 		    digest != NULL ? digest : "");
+		check = json_array_get(json_object_get(r, "preview_checks"), i);
 		if (preview != NULL)
-			printf("    preview: %s\n", preview);
+			printf("    preview%s: %s\n", json_is_true(check) ?
+			    " (exact: its SHA-256 is the digest)" : json_is_false(check) ?
+			    " (WARNING: NOT the content the digest binds)" :
+			    " (the agent's description, not checked)", preview);
 	}
 }
 

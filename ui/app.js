@@ -133,6 +133,16 @@
     return Array.isArray(req.authorization_details) ? req.authorization_details : [];
   }
 
+  // What the broker found when it hashed a preview: true, it is exactly the
+  // content the digest binds; false, it is NOT (the approver would be judging
+  // one text while the service enforces another); null, nothing to compare.
+  function previewNote(req, i) {
+    const c = Array.isArray(req.preview_checks) ? req.preview_checks[i] : null;
+    if (c === true) return el('p', { class: 'check ok', 'data-testid': 'preview-check', text: 'This is the exact content: its SHA-256 is the digest.' });
+    if (c === false) return el('p', { class: 'check bad', 'data-testid': 'preview-check', text: 'Warning: this preview is NOT the content the digest binds. What would be done is not what is shown here.' });
+    return el('p', { class: 'check', 'data-testid': 'preview-check', text: 'The agent\'s own description: nothing checks it against what would be done.' });
+  }
+
   function field(dl, name, value) {
     if (value === null || value === undefined || value === '') return;
     dl.append(el('dt', { text: name }), el('dd', {}, value instanceof Node ? value : String(value)));
@@ -180,8 +190,8 @@
     field(dl, 'Owner', req.owner);
     field(dl, 'Audience', req.audience);
     field(dl, 'Lifetime', lifetime(req.ttl));
-    for (const d of details(req)) {
-      if (d.preview) field(dl, 'Action', el('div', { class: 'preview', text: d.preview }));
+    for (const [i, d] of details(req).entries()) {
+      if (d.preview) field(dl, 'Action', el('div', {}, el('div', { class: 'preview', text: d.preview }), previewNote(req, i)));
       if (d.action_digest) field(dl, 'Digest', el('code', { class: 'digest', text: d.action_digest }));
     }
     if (req.state !== 'pending') field(dl, 'Decided by', decidedBy(req));
@@ -249,8 +259,8 @@
       scopeList(req),
     ];
     if (req.binding_message) parts.push(el('p', { class: 'message', 'data-testid': 'binding-message', text: req.binding_message }));
-    for (const d of details(req)) {
-      if (d.preview) parts.push(el('h3', { text: 'Action (' + (d.type || 'action') + ')' }), el('div', { class: 'preview', 'data-testid': 'preview', text: d.preview }));
+    for (const [i, d] of details(req).entries()) {
+      if (d.preview) parts.push(el('h3', { text: 'Action (' + (d.type || 'action') + ')' }), el('div', { class: 'preview', 'data-testid': 'preview', text: d.preview }), previewNote(req, i));
       if (d.action_digest) parts.push(el('p', {}, 'Digest: ', el('code', { class: 'digest', 'data-testid': 'digest', text: d.action_digest })));
     }
     parts.push(dl);

@@ -18,10 +18,21 @@
  *
  * A post must also carry the exact text that was approved: the SHA-256 of
  * the request body has to equal an `action_digest` of a `forum_post` entry
- * in the token's `authorization_details`. The forum checks everything it
- * can decide by itself (token, scope, thread, body, digest) before it
- * introspects, so a request it would refuse anyway never spends the one use
- * a human approved.
+ * in the token's `authorization_details`, and that entry's `preview` (what
+ * the approver read) has to be the body itself, byte for byte. The broker
+ * does not know what a forum_post is, so it cannot tell a faithful preview
+ * from a harmless-looking one next to the digest of something else; the
+ * forum, which owns the type, can. The forum checks everything it can
+ * decide by itself (token, proof, scope, thread, body, digest, preview)
+ * before it introspects, so a request it would refuse anyway never spends
+ * the one use a human approved.
+ *
+ * Tokens bound to a key (RFC 9449 DPoP, `cnf.jkt`) are accepted only with
+ * the DPoP scheme and a fresh proof of that key for this very request
+ * (method and URL, `ath`, `iat` within a minute, a `jti` not seen before);
+ * a bound token sent as a Bearer token is refused, so a stolen one is
+ * useless without its key. The proof is also forwarded with the
+ * introspection, so the broker checks it again and audits a refusal.
  *
  * Refusals follow RFC 6750 (see docs/demo.md for the table). Threads live in
  * memory only: the forum starts with thread 42 and forgets every reply when
@@ -38,6 +49,9 @@
  *   FORUM_SERVICE_ID      default forum
  *   FORUM_SERVICE_SECRET  from `countersign service add` (required)
  *   FORUM_LEEWAY          seconds of clock skew allowed on exp/nbf (0-300, 30)
+ *   FORUM_PUBLIC_URL      the URL clients use to reach the forum, as DPoP
+ *                         proofs name it in htu (default http://HOST:PORT
+ *                         of FORUM_LISTEN, with the port actually bound)
  *
  * Build: cc -std=c11 -Iinclude examples/forum/forum.c \
  *     build/libcountersign-verify.a -lmicrohttpd -ljansson -lcrypto -lcurl \
@@ -74,6 +88,8 @@
 #define FORUM_JWKS_MIN_MS	10000		/* at most one JWKS fetch per 10 s */
 #define FORUM_THREADS		4
 #define FORUM_PATH_LOG		128
+#define FORUM_DPOP_WINDOW	60		/* seconds a proof's iat may be off */
+#define FORUM_DPOP_SEEN		4096		/* proof jtis remembered */
 
 enum route {
 	ROUTE_THREAD,		/* GET /threads/{id} */
@@ -89,7 +105,14 @@ struct config {
 	char *introspect_url;
 	char *service_id;
 	char *basic_auth;	/* "Authorization: Basic ..." for introspection */
+	char *public_url;	/* scheme://host:port, the htu of DPoP proofs */
 	int leeway;
+};
+
+/* A DPoP proof that was accepted: its key and jti, and when. */
+struct seen_proof {
+	char key[160];		/* jkt ":" jti */
+	int64_t at;
 };
 
 /* What one request answers and logs; owned by the request. */
@@ -107,6 +130,8 @@ struct request {
 	unsigned status;
 	json_t *reply;			/* JSON body of the answer */
 	char challenge[512];		/* WWW-Authenticate, if any */
+	const char *challenge2;		/* a second one, offering DPoP */
+	int dpop;			/* the token came, or must come, as DPoP */
 	const char *allow;		/* Allow, for 405 */
 	const char *outcome;		/* the log's "result" */
 	json_t *log;			/* extra log fields (agent, jti, ...) */
@@ -124,6 +149,9 @@ static _Atomic unsigned keys_generation;
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *threads;		/* object: id (decimal) -> thread */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Proof jtis accepted in the last 2 * FORUM_DPOP_WINDOW s (RFC 9449 §11.1). */
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct seen_proof seen_proofs[FORUM_DPOP_SEEN];
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -423,17 +451,26 @@ has_word(const char *list, const char *word)
 }
 
 /*
- * introspect(token, c, scope, active): ask the broker (RFC 7662) whether
- * token is active, which also records this use and, for a single-use
- * token, spends it. *active is 1 only if the broker says active and agrees
- * with the offline check on the jti and the scope. Returns 0, or -1 if the
- * broker could not be asked or gave no usable answer.
+ * introspect(token, c, scope, dpop, active): ask the broker (RFC 7662)
+ * whether token is active, which also records this use and, for a
+ * single-use token, spends it. dpop, if not NULL, is the request's DPoP
+ * proof with its method and URL, forwarded for the broker to check again.
+ * *active is 1 only if the broker says active and agrees with the offline
+ * check on the jti and the scope. Returns 0, or -1 if the broker could not
+ * be asked or gave no usable answer.
  */
+struct proof_ctx {
+	const char *proof;	/* the DPoP header */
+	const char *htm;	/* the request's method */
+	const char *htu;	/* public_url + path */
+};
+
 static int
 introspect(const char *token, const struct cs_claims *c, const char *scope,
-    int *active)
+    const struct proof_ctx *dpop, int *active)
 {
 	char *esc = NULL, *form = NULL, *body = NULL;
+	char *eproof = NULL, *ehtm = NULL, *ehtu = NULL;
 	json_t *doc = NULL;
 	const char *jti, *sc;
 	size_t n;
@@ -445,9 +482,22 @@ introspect(const char *token, const struct cs_claims *c, const char *scope,
 	if (esc == NULL)
 		goto out;
 	n = strlen(esc) + sizeof("token=&token_type_hint=access_token");
+	if (dpop != NULL) {
+		eproof = curl_easy_escape(NULL, dpop->proof, 0);
+		ehtm = curl_easy_escape(NULL, dpop->htm, 0);
+		ehtu = curl_easy_escape(NULL, dpop->htu, 0);
+		if (eproof == NULL || ehtm == NULL || ehtu == NULL)
+			goto out;
+		n += strlen(eproof) + strlen(ehtm) + strlen(ehtu) +
+		    sizeof("&dpop_proof=&htm=&htu=");
+	}
 	if ((form = malloc(n)) == NULL)
 		goto out;
-	snprintf(form, n, "token=%s&token_type_hint=access_token", esc);
+	if (dpop != NULL)
+		snprintf(form, n, "token=%s&token_type_hint=access_token"
+		    "&dpop_proof=%s&htm=%s&htu=%s", esc, eproof, ehtm, ehtu);
+	else
+		snprintf(form, n, "token=%s&token_type_hint=access_token", esc);
 	if (http_call(cfg.introspect_url, cfg.basic_auth, form, &status,
 	    &body) != 0 || status != 200)
 		goto out;
@@ -478,6 +528,9 @@ out:
 		OPENSSL_cleanse(form, strlen(form));
 		free(form);
 	}
+	curl_free(eproof);
+	curl_free(ehtm);
+	curl_free(ehtu);
 	json_decref(doc);
 	free(body);
 	if (rc != 0)
@@ -507,9 +560,10 @@ answer(struct request *rq, unsigned status, const char *outcome,
 
 /*
  * refuse_token(rq, status, outcome, error, description, scope): an RFC 6750
- * refusal with its WWW-Authenticate challenge. error NULL is the answer to a
- * request without a token (§3.1: no error code then). description and scope
- * are our own constants, so they need no quoting.
+ * refusal with its WWW-Authenticate challenge, of the DPoP scheme (RFC 9449
+ * §7.1) if rq->dpop. error NULL is the answer to a request without a token
+ * (§3.1: no error code then). description and scope are our own constants,
+ * so they need no quoting.
  */
 static void
 refuse_token(struct request *rq, unsigned status, const char *outcome,
@@ -517,7 +571,9 @@ refuse_token(struct request *rq, unsigned status, const char *outcome,
 {
 	size_t n;
 
-	n = (size_t)snprintf(rq->challenge, sizeof(rq->challenge),
+	/* RFC 9449 §7.1: a DPoP challenge names the algorithms it accepts. */
+	n = (size_t)snprintf(rq->challenge, sizeof(rq->challenge), rq->dpop ?
+	    "DPoP realm=\"forum\", algs=\"ES256 EdDSA\"" :
 	    "Bearer realm=\"forum\"");
 	if (error != NULL)
 		n += (size_t)snprintf(rq->challenge + n, sizeof(rq->challenge) - n,
@@ -615,49 +671,179 @@ parse_path(const char *url, enum route *route, long *id)
 	return 0;
 }
 
+/* How many Authorization and DPoP headers a request has. */
+struct header_count {
+	int authorization;
+	int dpop;
+};
+
 static enum MHD_Result
-count_authorization(void *cls, enum MHD_ValueKind kind, const char *key,
+count_headers(void *cls, enum MHD_ValueKind kind, const char *key,
     const char *value)
 {
+	struct header_count *n = cls;
+
 	(void)kind;
 	(void)value;
 	if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
-		(*(int *)cls)++;
+		n->authorization++;
+	else if (strcasecmp(key, "DPoP") == 0)
+		n->dpop++;
 	return MHD_YES;
 }
 
+enum scheme {
+	SCHEME_NONE,		/* no Authorization, or another scheme */
+	SCHEME_BEARER,		/* RFC 6750 §2.1 */
+	SCHEME_DPOP		/* RFC 9449 §7.1, with the proof in DPoP */
+};
+
 /*
- * bearer(conn, token): find the bearer token of the request (RFC 6750
- * §2.1; tokens in the query or the body are not accepted). Returns 1 with
- * *token pointing into the connection's memory, 0 if there is none (no
- * Authorization header or another scheme), -1 if there are several
- * Authorization headers.
+ * credentials(conn, token, proof): find the access token of the request
+ * (tokens in the query or the body are not accepted) and its DPoP proof,
+ * if any. Returns the scheme, with *token (and *proof, or NULL) pointing
+ * into the connection's memory; -1 if there are several Authorization or
+ * DPoP headers, which would leave it open which one was checked.
  */
 static int
-bearer(struct MHD_Connection *conn, const char **token)
+credentials(struct MHD_Connection *conn, const char **token,
+    const char **proof)
 {
+	struct header_count n = { 0, 0 };
+	enum scheme scheme;
 	const char *h;
-	int n = 0;
 
 	*token = NULL;
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_authorization, &n);
-	if (n > 1)
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_headers, &n);
+	if (n.authorization > 1 || n.dpop > 1)
 		return -1;
+	*proof = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "DPoP");
 	h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_AUTHORIZATION);
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		return 0;
-	for (h += 7; *h == ' '; h++)
+	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0) {
+		scheme = SCHEME_BEARER;
+		h += 7;
+	} else if (h != NULL && strncasecmp(h, "DPoP ", 5) == 0) {
+		scheme = SCHEME_DPOP;
+		h += 5;
+	} else
+		return SCHEME_NONE;
+	for (; *h == ' '; h++)
 		;
 	*token = h;
-	return 1;
+	return (int)scheme;
+}
+
+/*
+ * proof_fresh(jkt, jti): remember that key jkt signed a proof with jti.
+ * Returns 1 the first time, 0 for a replay within 2 * FORUM_DPOP_WINDOW
+ * seconds (after that the proof's iat is stale anyway), -1 if the table is
+ * full of fresh proofs (refused: better than forgetting one).
+ */
+static int
+proof_fresh(const char *jkt, const char *jti)
+{
+	char key[sizeof(seen_proofs[0].key)];
+	int64_t now = monotonic_ms();
+	int i, slot = -1, rc = 1;
+
+	if ((size_t)snprintf(key, sizeof(key), "%s:%s", jkt, jti) >= sizeof(key))
+		return -1;
+	pthread_mutex_lock(&seen_lock);
+	for (i = 0; i < FORUM_DPOP_SEEN; i++) {
+		if (seen_proofs[i].at != 0 &&
+		    now - seen_proofs[i].at > 2 * FORUM_DPOP_WINDOW * 1000)
+			seen_proofs[i].at = 0;
+		if (seen_proofs[i].at == 0) {
+			if (slot < 0)
+				slot = i;
+			continue;
+		}
+		if (strcmp(seen_proofs[i].key, key) == 0) {
+			rc = 0;
+			break;
+		}
+	}
+	if (rc == 1 && slot < 0)
+		rc = -1;
+	if (rc == 1) {
+		memcpy(seen_proofs[slot].key, key, sizeof(key));
+		seen_proofs[slot].at = now > 0 ? now : 1;
+	}
+	pthread_mutex_unlock(&seen_lock);
+	return rc;
+}
+
+/*
+ * check_binding(rq, scheme, token, c, proof, ctx, htu): the sender
+ * constraint. A token bound to a key (cnf.jkt) must come with the DPoP
+ * scheme and a fresh proof of that key for this request; an unbound token
+ * with the Bearer scheme. Returns 0 (with *ctx filled in for a bound
+ * token, the proof to forward with the introspection) or -1 with the
+ * refusal answered.
+ */
+static int
+check_binding(struct request *rq, enum scheme scheme, const char *token,
+    const struct cs_claims *c, const char *proof, struct proof_ctx *ctx,
+    char *htu, size_t htucap)
+{
+	enum cs_dpop_result r;
+	char jti[100];
+	int fresh;
+
+	if (c->cnf_jkt == NULL) {
+		if (scheme == SCHEME_BEARER)
+			return 0;
+		rq->dpop = 1;
+		refuse_token(rq, 401, "dpop_unbound", "invalid_token", "the token "
+		    "is not bound to a key: send it with the Bearer scheme", NULL);
+		return -1;
+	}
+	rq->dpop = 1;
+	if (scheme != SCHEME_DPOP) {
+		refuse_token(rq, 401, "dpop_required", "invalid_token", "the token "
+		    "is bound to a key: send it with the DPoP scheme and a proof",
+		    NULL);
+		return -1;
+	}
+	if (proof == NULL) {
+		refuse_token(rq, 401, "dpop_missing", "invalid_dpop_proof",
+		    "a DPoP proof is required", NULL);
+		return -1;
+	}
+	snprintf(htu, htucap, "%s%s", cfg.public_url, rq->path);
+	r = cs_verify_dpop_proof(c, token, proof, rq->method, htu,
+	    (int64_t)time(NULL), FORUM_DPOP_WINDOW, jti, sizeof(jti));
+	if (r != CS_DPOP_OK) {
+		json_object_set_new(rq->log, "dpop", json_string(
+		    cs_dpop_result_name(r)));
+		refuse_token(rq, 401, "dpop_invalid", "invalid_dpop_proof",
+		    r == CS_DPOP_WRONG_KEY ? "the proof is signed by another key" :
+		    r == CS_DPOP_WRONG_HTM || r == CS_DPOP_WRONG_HTU ? "the proof "
+		    "is for another request" : r == CS_DPOP_BAD_IAT ? "the proof is "
+		    "not fresh" : r == CS_DPOP_BAD_ATH ? "the proof is for another "
+		    "token" : "the proof is invalid", NULL);
+		return -1;
+	}
+	fresh = proof_fresh(c->cnf_jkt, jti);
+	if (fresh != 1) {
+		refuse_token(rq, 401, fresh == 0 ? "dpop_replay" : "dpop_busy",
+		    "invalid_dpop_proof", fresh == 0 ? "the proof was used before" :
+		    "too many proofs at once, try again", NULL);
+		return -1;
+	}
+	ctx->proof = proof;
+	ctx->htm = rq->method;
+	ctx->htu = htu;
+	return 0;
 }
 
 enum digest_check {
 	DIGEST_MATCH,
 	DIGEST_NONE,		/* no forum_post entry with an action_digest */
 	DIGEST_MISMATCH,
-	DIGEST_OTHER_THREAD	/* the text matches, approved for another thread */
+	DIGEST_OTHER_THREAD,	/* the text matches, approved for another thread */
+	DIGEST_UNSEEN		/* the digest matches, the preview is not the text */
 };
 
 /* thread_matches(v, id): an absent "thread", or one equal to id. */
@@ -675,17 +861,20 @@ thread_matches(json_t *v, long id)
 }
 
 /*
- * check_digest(claims_json, thread, hex, b64u): look for a forum_post entry
- * of the token's authorization_details whose action_digest is "sha256:"
- * followed by hex (any case) or b64u, and whose "thread", if it has one,
- * is thread.
+ * check_digest(claims_json, thread, body, len, hex, b64u): look for a
+ * forum_post entry of the token's authorization_details whose
+ * action_digest is "sha256:" followed by hex (any case) or b64u (the
+ * digest of body), whose "thread", if it has one, is thread, and whose
+ * "preview" is body itself: the approver must have read exactly the text
+ * that is posted, not a description an agent wrote next to the digest of
+ * something else.
  */
 static enum digest_check
-check_digest(const char *claims_json, long thread, const char *hex,
-    const char *b64u)
+check_digest(const char *claims_json, long thread, const char *body,
+    size_t len, const char *hex, const char *b64u)
 {
 	enum digest_check best = DIGEST_NONE;
-	json_t *claims, *details, *d;
+	json_t *claims, *details, *d, *preview;
 	size_t i;
 
 	claims = json_loads(claims_json, 0, NULL);
@@ -707,11 +896,18 @@ check_digest(const char *claims_json, long thread, const char *hex,
 		    strcmp(ad, b64u) == 0;
 		if (!same)
 			continue;
-		if (thread_matches(json_object_get(d, "thread"), thread)) {
+		if (!thread_matches(json_object_get(d, "thread"), thread)) {
+			if (best != DIGEST_UNSEEN)
+				best = DIGEST_OTHER_THREAD;
+			continue;
+		}
+		preview = json_object_get(d, "preview");
+		if (json_is_string(preview) && json_string_length(preview) == len &&
+		    memcmp(json_string_value(preview), body, len) == 0) {
 			best = DIGEST_MATCH;
 			break;
 		}
-		best = DIGEST_OTHER_THREAD;
+		best = DIGEST_UNSEEN;
 	}
 	json_decref(claims);
 	return best;
@@ -731,11 +927,13 @@ approvers(const char *claims_json)
 }
 
 /*
- * serve_post(rq, c): the checks only a post needs, then the post itself.
- * The token and its scope were verified by the caller.
+ * serve_post(rq, token, c, dpop): the checks only a post needs, then the
+ * post itself. The token, its proof (dpop, NULL for a bearer token) and
+ * its scope were verified by the caller.
  */
 static void
-serve_post(struct request *rq, const char *token, const struct cs_claims *c)
+serve_post(struct request *rq, const char *token, const struct cs_claims *c,
+    const struct proof_ctx *dpop)
 {
 	char hex[65], b64u[44], digest[72], when[32];
 	json_t *reply = NULL, *text = NULL, *t, *list;
@@ -760,14 +958,18 @@ serve_post(struct request *rq, const char *token, const struct cs_claims *c)
 	}
 	snprintf(digest, sizeof(digest), "sha256:%s", hex);
 	json_object_set_new(rq->log, "body_digest", json_string(digest));
-	dc = check_digest(c->json, rq->thread, hex, b64u);
+	dc = check_digest(c->json, rq->thread, rq->body, rq->body_len, hex,
+	    b64u);
 	if (dc != DIGEST_MATCH) {
 		refuse_token(rq, 403, dc == DIGEST_NONE ? "no_action_digest" :
-		    dc == DIGEST_OTHER_THREAD ? "other_thread" : "digest_mismatch",
+		    dc == DIGEST_OTHER_THREAD ? "other_thread" :
+		    dc == DIGEST_UNSEEN ? "preview_mismatch" : "digest_mismatch",
 		    "insufficient_scope",
 		    dc == DIGEST_NONE ? "the token approves no forum_post "
 		    "action_digest" : dc == DIGEST_OTHER_THREAD ? "the approved "
-		    "reply is for another thread" : "the request body does not "
+		    "reply is for another thread" : dc == DIGEST_UNSEEN ? "the "
+		    "approver was not shown this text: the approved preview is "
+		    "not the request body" : "the request body does not "
 		    "match the approved action_digest", "forum:post");
 		json_object_set_new(rq->reply, "body_digest", json_string(digest));
 		goto out;
@@ -782,7 +984,7 @@ serve_post(struct request *rq, const char *token, const struct cs_claims *c)
 		goto out;
 	}
 	/* Last, because it spends the token's one use. */
-	if (introspect(token, c, "forum:post", &active) != 0) {
+	if (introspect(token, c, "forum:post", dpop, &active) != 0) {
 		answer(rq, 503, "introspection_failed", "temporarily_unavailable",
 		    "cannot reach the authorization server");
 		goto out;
@@ -836,21 +1038,28 @@ static void
 serve(struct request *rq, struct MHD_Connection *conn)
 {
 	const char *scope = rq->route == ROUTE_THREAD ? "forum:read" : "forum:post";
-	const char *token;
+	const char *token, *proof;
+	struct proof_ctx ctx = { NULL, NULL, NULL }, *dpop = NULL;
+	char htu[1024];
 	struct cs_claims c;
 	enum cs_verify_result r;
-	int active, found;
+	int active, found, scheme;
 
 	memset(&c, 0, sizeof(c));
-	switch (bearer(conn, &token)) {
+	scheme = credentials(conn, &token, &proof);
+	switch (scheme) {
 	case -1:
 		answer(rq, 400, "several_authorization", "invalid_request",
-		    "more than one Authorization header");
+		    "more than one Authorization or DPoP header");
 		return;
-	case 0:
+	case SCHEME_NONE:
 		refuse_token(rq, 401, "no_token", NULL,
 		    "a bearer token is required", scope);
+		rq->challenge2 = "DPoP realm=\"forum\", algs=\"ES256 EdDSA\"";
 		return;
+	case SCHEME_DPOP:
+		rq->dpop = 1;
+		break;
 	default:
 		break;
 	}
@@ -869,6 +1078,11 @@ serve(struct request *rq, struct MHD_Connection *conn)
 	if (c.approval_id != NULL)
 		json_object_set_new(rq->log, "approval",
 		    json_string(c.approval_id));
+	if (check_binding(rq, (enum scheme)scheme, token, &c, proof, &ctx, htu,
+	    sizeof(htu)) != 0)
+		goto out;
+	if (ctx.proof != NULL)
+		dpop = &ctx;
 	if (!cs_claims_has_scope(&c, scope)) {
 		refuse_token(rq, 403, "insufficient_scope", "insufficient_scope",
 		    rq->route == ROUTE_THREAD ? "reading needs the forum:read "
@@ -883,10 +1097,10 @@ serve(struct request *rq, struct MHD_Connection *conn)
 		goto out;
 	}
 	if (rq->route == ROUTE_REPLIES) {
-		serve_post(rq, token, &c);
+		serve_post(rq, token, &c, dpop);
 		goto out;
 	}
-	if (introspect(token, &c, scope, &active) != 0) {
+	if (introspect(token, &c, scope, dpop, &active) != 0) {
 		answer(rq, 503, "introspection_failed", "temporarily_unavailable",
 		    "cannot reach the authorization server");
 		goto out;
@@ -917,17 +1131,22 @@ send_answer(struct request *rq, struct MHD_Connection *conn)
 	char *text = NULL;
 	size_t len;
 
+	static char oom[] = "{\"error\":\"server_error\"}\n";
+
 	if (rq->reply != NULL)
 		text = json_dumps(rq->reply, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (text == NULL) {
-		text = xstrdup("{\"error\":\"server_error\"}");
+	if (text != NULL) {
+		len = strlen(text);
+		text[len] = '\n';	/* the NUL becomes a newline for curl users */
+		resp = MHD_create_response_from_buffer(len + 1, text,
+		    MHD_RESPMEM_MUST_FREE);
+	} else {
+		/* Out of memory: answer from static memory, stay up. */
 		if (rq->status < 400)
 			rq->status = 500;
+		resp = MHD_create_response_from_buffer(sizeof(oom) - 1, oom,
+		    MHD_RESPMEM_PERSISTENT);
 	}
-	len = strlen(text);
-	text[len] = '\n';	/* the NUL becomes a newline for curl users */
-	resp = MHD_create_response_from_buffer(len + 1, text,
-	    MHD_RESPMEM_MUST_FREE);
 	if (resp == NULL) {
 		free(text);
 		return MHD_NO;
@@ -939,6 +1158,9 @@ send_answer(struct request *rq, struct MHD_Connection *conn)
 	if (rq->challenge[0] != '\0')
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 		    rq->challenge);
+	if (rq->challenge2 != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		    rq->challenge2);
 	if (rq->allow != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->allow);
 	ret = MHD_queue_response(conn, rq->status, resp);
@@ -971,6 +1193,14 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 		rq->log = json_object();
 		snprintf(rq->method, sizeof(rq->method), "%s", method);
 		snprintf(rq->path, sizeof(rq->path), "%s", url);
+		/*
+		 * The log is JSON: a path byte that is not printable ASCII
+		 * (no route has one) is logged as '?', so the line keeps its
+		 * fields. Routing uses url itself.
+		 */
+		for (char *q = rq->path; *q != '\0'; q++)
+			if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e)
+				*q = '?';
 		if (strlen(url) > FORUM_PATH_LOG ||
 		    parse_path(url, &rq->route, &rq->thread) != 0) {
 			answer(rq, 404, "no_route", "not_found", "no such path");
@@ -1149,6 +1379,16 @@ load_config(void)
 		free(d2);
 	}
 	cfg.service_id = env_or("FORUM_SERVICE_ID", "forum");
+	cfg.public_url = env_or("FORUM_PUBLIC_URL", NULL);
+	if (cfg.public_url != NULL) {
+		size_t n = strlen(cfg.public_url);
+
+		if (strncmp(cfg.public_url, "http://", 7) != 0 &&
+		    strncmp(cfg.public_url, "https://", 8) != 0)
+			die("FORUM_PUBLIC_URL must be an http or https URL");
+		while (n > 0 && cfg.public_url[n - 1] == '/')
+			cfg.public_url[--n] = '\0';
+	}
 	{
 		char *l = env_or("FORUM_LEEWAY", "30"), *end;
 		long v = strtol(l, &end, 10);
@@ -1181,6 +1421,7 @@ free_config(void)
 	free(cfg.jwks_url);
 	free(cfg.introspect_url);
 	free(cfg.service_id);
+	free(cfg.public_url);
 	if (cfg.basic_auth != NULL)
 		OPENSSL_cleanse(cfg.basic_auth, strlen(cfg.basic_auth));
 	free(cfg.basic_auth);
@@ -1246,9 +1487,19 @@ main(void)
 	if (d == NULL)
 		die("cannot listen on FORUM_LISTEN");
 	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	log_line("forum listening", json_pack("{s:s,s:i,s:s,s:s}",
+	if (cfg.public_url == NULL) {
+		size_t n = strlen(cfg.listen_host) + 32;
+
+		if ((cfg.public_url = malloc(n)) == NULL)
+			die("out of memory");
+		snprintf(cfg.public_url, n, strchr(cfg.listen_host, ':') != NULL ?
+		    "http://[%s]:%d" : "http://%s:%d", cfg.listen_host,
+		    info != NULL ? (int)info->port : cfg.listen_port);
+	}
+	log_line("forum listening", json_pack("{s:s,s:i,s:s,s:s,s:s}",
 	    "host", cfg.listen_host,
 	    "port", info != NULL ? (int)info->port : cfg.listen_port,
+	    "url", cfg.public_url,
 	    "issuer", cfg.issuer, "audience", cfg.audience));
 
 	sigwait(&stop, &sig);

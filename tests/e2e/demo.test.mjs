@@ -7,7 +7,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import * as jose from 'jose';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -209,6 +211,32 @@ async function writeToken(text, { details, thread = 42, scope = 'forum:post' } =
   return t.json.access_token;
 }
 
+// A DPoP proof (RFC 9449) by key pair kp for method and url, bound to
+// token through ath; opts override any field.
+async function dpopProof(kp, method, url, token, opts = {}) {
+  const payload = { htm: method, htu: url, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), ...opts };
+  if (token) payload.ath = createHash('sha256').update(token).digest('base64url');
+  if (opts.ath === null) delete payload.ath;
+  return new jose.CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await jose.exportJWK(kp.publicKey) })
+    .sign(kp.privateKey);
+}
+
+// A raw request, for what fetch cannot send (repeated headers, bytes that
+// are not UTF-8): headers is a list of [name, value] pairs.
+function rawRequest(method, path, headers, body) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(forum.url + path);
+    const req = httpRequest({ host: u.hostname, port: u.port, method, path: u.pathname, headers: headers.flat() }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, challenge: res.headers['www-authenticate'], json: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 const jtiOf = (token) => decodeJwt(token).payload.jti;
 const uses = (jti) => b.sql(`SELECT details->>'result' FROM audit_events WHERE type = 'token.used' AND jti = '${jti}' ORDER BY seq`)
   .map((r) => r[0]);
@@ -389,14 +417,15 @@ test('agent.sh run: the whole legitimate path, with a human approving meanwhile'
 
 // ---- the forum's refusals ---------------------------------------------------
 
-test('forum: no token is 401 with a bare Bearer challenge (RFC 6750 §3.1)', async () => {
+test('forum: no token is 401 with a bare Bearer challenge (RFC 6750 §3.1), and DPoP offered', async () => {
+  // fetch joins the two WWW-Authenticate headers with ", ".
   let r = await call('GET', '/threads/42');
   assert.equal(r.status, 401);
-  assert.equal(r.challenge, 'Bearer realm="forum", scope="forum:read"');
+  assert.equal(r.challenge, 'Bearer realm="forum", scope="forum:read", DPoP realm="forum", algs="ES256 EdDSA"');
   assert.equal(r.headers.get('cache-control'), 'no-store');
   r = await call('POST', '/threads/42/replies', { body: 'hi' });
   assert.equal(r.status, 401);
-  assert.equal(r.challenge, 'Bearer realm="forum", scope="forum:post"');
+  assert.equal(r.challenge, 'Bearer realm="forum", scope="forum:post", DPoP realm="forum", algs="ES256 EdDSA"');
   r = await call('GET', '/threads/42', { headers: { authorization: `Basic ${Buffer.from(`${agent.id}:${agent.secret}`).toString('base64')}` } });
   assert.equal(r.status, 401, 'another scheme counts as no token');
   assert.doesNotMatch(r.challenge, /error=/);
@@ -474,7 +503,7 @@ test('forum: the body must match the approved action_digest (and thread)', async
 
   // base64url spelling of the digest is accepted too.
   const b64 = 'sha256:' + createHash('sha256').update('base64url digest').digest('base64url');
-  const w2 = await writeToken('', { details: JSON.stringify([{ type: 'forum_post', action_digest: b64 }]) });
+  const w2 = await writeToken('', { details: JSON.stringify([{ type: 'forum_post', action_digest: b64, preview: 'base64url digest' }]) });
   assert.equal((await post(w2, 'base64url digest')).status, 201);
 
   // No authorization_details at all, or another type: refused.
@@ -523,6 +552,190 @@ test('forum: a revoked token is refused (RFC 7009 revocation, then use)', async 
   assert.equal((await call('GET', '/threads/42', { token: rt })).status, 200);
   b.cliOk('token', 'revoke', '--', jtiOf(rt));
   assert.equal((await call('GET', '/threads/42', { token: rt })).status, 401);
+});
+
+test('forum: the approver must have read the exact text (preview), not only its digest', async () => {
+  // An agent shows a harmless preview next to the digest of what it will
+  // post. The broker cannot know what a forum_post is, but it tells the
+  // approver that the preview is not the hashed content; the forum, which
+  // owns the type, refuses the post.
+  const harmful = 'Paste your deploy token in this thread so I can check it.';
+  const harmless = 'Thanks, I will look into it.';
+  const ask = await b.post('/oauth2/bc-authorize', {
+    scope: 'forum:post', resource: AUD, binding_message: 'a friendly note',
+    authorization_details: JSON.stringify([{ type: 'forum_post', action_digest: digest(harmful), preview: harmless, thread: 42 }]),
+  }, { auth: agent });
+  assert.equal(ask.status, 200, ask.text);
+  const shown = JSON.parse(asAlice('show', ask.json.auth_req_id, '--json').stdout);
+  assert.deepEqual(shown.preview_checks, [false]);
+  const text = asAlice('show', ask.json.auth_req_id).stdout;
+  assert.match(text, /preview \(WARNING: NOT the content the digest binds\): Thanks, I will look into it\./);
+  // alice approves anyway (she did not read the warning): the forum refuses.
+  await decide(ask.json.auth_req_id);
+  const t = await b.post('/oauth2/token', { grant_type: CIBA, auth_req_id: ask.json.auth_req_id }, { auth: agent });
+  assert.equal(t.status, 200, t.text);
+  const w = t.json.access_token;
+  let r = await post(w, harmful);
+  assert.equal(r.status, 403);
+  assert.match(r.challenge, /error="insufficient_scope", error_description="the approver was not shown this text: the approved preview is not the request body"/);
+  r = await post(w, harmless);
+  assert.equal(r.status, 403, 'the preview alone does not match the digest either');
+  assert.match(r.challenge, /does not match the approved action_digest/);
+  assert.deepEqual(uses(jtiOf(w)), [], 'neither refusal spent the token');
+  assert.ok(!(await replies()).some((x) => x.text === harmful));
+  // A digest without a preview: nobody read the text, so no post.
+  const blind = await writeToken('', { details: JSON.stringify([{ type: 'forum_post', action_digest: digest(harmful) }]) });
+  r = await post(blind, harmful);
+  assert.equal(r.status, 403);
+  assert.match(r.challenge, /the approver was not shown this text/);
+  // An honest request is marked exact for the approver.
+  const honest = await b.post('/oauth2/bc-authorize', {
+    scope: 'forum:post', resource: AUD, binding_message: 'honest',
+    authorization_details: JSON.stringify([{ type: 'forum_post', action_digest: digest(harmless), preview: harmless },
+      { type: 'note', preview: 'no digest here' }]),
+  }, { auth: agent });
+  assert.equal(honest.status, 200, honest.text);
+  assert.deepEqual(JSON.parse(asAlice('show', honest.json.auth_req_id, '--json').stdout).preview_checks, [true, null]);
+  assert.match(asAlice('show', honest.json.auth_req_id).stdout, /preview \(exact: its SHA-256 is the digest\): Thanks/);
+  assert.match(asAlice('show', honest.json.auth_req_id).stdout, /preview \(the agent's description, not checked\): no digest here/);
+  // The base64url spelling of the digest counts as exact too.
+  const b64 = await b.post('/oauth2/bc-authorize', {
+    scope: 'forum:post', resource: AUD, binding_message: 'b64',
+    authorization_details: JSON.stringify([{ type: 'forum_post', action_digest: 'sha256:' + createHash('sha256').update('ünïcode').digest('base64url'), preview: 'ünïcode' }]),
+  }, { auth: agent });
+  assert.deepEqual(JSON.parse(asAlice('show', b64.json.auth_req_id, '--json').stdout).preview_checks, [true]);
+});
+
+test('forum: a DPoP-bound token needs the DPoP scheme and a fresh proof of its key (RFC 9449)', async () => {
+  const key = await jose.generateKeyPair('ES256', { extractable: true });
+  const other = await jose.generateKeyPair('ES256', { extractable: true });
+  const t = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD },
+    { auth: agent, headers: { dpop: await dpopProof(key, 'POST', `${b.url}/oauth2/token`) } });
+  assert.equal(t.status, 200, t.text);
+  assert.equal(t.json.token_type, 'DPoP');
+  const bound = t.json.access_token;
+  seenTokens.push(bound);
+  const url = `${forum.url}/threads/42`;
+  const dpopCall = async (proof, scheme = 'DPoP', token = bound) =>
+    call('GET', '/threads/42', { headers: { authorization: `${scheme} ${token}`, ...(proof ? { dpop: proof } : {}) } });
+
+  // A stolen bound token is useless as a bearer token.
+  let r = await call('GET', '/threads/42', { token: bound });
+  assert.equal(r.status, 401);
+  assert.equal(r.challenge, 'DPoP realm="forum", algs="ES256 EdDSA", error="invalid_token", error_description="the token is bound to a key: send it with the DPoP scheme and a proof"');
+  r = await dpopCall(null);
+  assert.equal(r.status, 401);
+  assert.match(r.challenge, /^DPoP realm="forum", algs="ES256 EdDSA", error="invalid_dpop_proof", error_description="a DPoP proof is required"$/);
+  const refusals = [
+    [await dpopProof(other, 'GET', url, bound), /signed by another key/],
+    [await dpopProof(key, 'POST', url, bound), /for another request/],
+    [await dpopProof(key, 'GET', `${forum.url}/threads/7`, bound), /for another request/],
+    [await dpopProof(key, 'GET', url, 'another token'), /for another token/],
+    [await dpopProof(key, 'GET', url, bound, { ath: null }), /for another token/],
+    [await dpopProof(key, 'GET', url, bound, { iat: Math.floor(Date.now() / 1000) - 600 }), /not fresh/],
+    ['not.a.proof', /invalid/],
+  ];
+  for (const [proof, why] of refusals) {
+    r = await dpopCall(proof);
+    assert.equal(r.status, 401, String(why));
+    assert.match(r.challenge, /error="invalid_dpop_proof"/);
+    assert.match(r.json.error_description, why);
+  }
+  assert.deepEqual(uses(jtiOf(bound)), [], 'no refused proof reached the broker');
+  // The right proof works, once.
+  const good = await dpopProof(key, 'GET', url, bound);
+  r = await dpopCall(good);
+  assert.equal(r.status, 200, r.text);
+  r = await dpopCall(good);
+  assert.equal(r.status, 401);
+  assert.match(r.json.error_description, /used before/);
+  r = await dpopCall(await dpopProof(key, 'GET', url, bound));
+  assert.equal(r.status, 200, 'a fresh proof works again');
+  assert.deepEqual(uses(jtiOf(bound)), ['active', 'active']);
+  // An unbound token cannot pretend to be bound.
+  const plain = await readToken();
+  r = await dpopCall(await dpopProof(key, 'GET', url, plain), 'DPoP', plain);
+  assert.equal(r.status, 401);
+  assert.match(r.challenge, /^DPoP realm="forum".*error="invalid_token", error_description="the token is not bound to a key: send it with the Bearer scheme"$/);
+  // Two DPoP headers leave it open which one was checked.
+  r = await rawRequest('GET', '/threads/42', [['authorization', `DPoP ${bound}`], ['dpop', await dpopProof(key, 'GET', url, bound)], ['dpop', await dpopProof(key, 'GET', url, bound)]]);
+  assert.equal(r.status, 400);
+  // No token at all: both schemes are offered.
+  const bare = await fetch(url);
+  assert.equal(bare.status, 401);
+  assert.equal(bare.headers.get('www-authenticate'), 'Bearer realm="forum", scope="forum:read", DPoP realm="forum", algs="ES256 EdDSA"');
+});
+
+test('forum: a DPoP-bound write token posts with a proof of its key, and the broker checks the proof again', async () => {
+  const key = await jose.generateKeyPair('ES256', { extractable: true });
+  const text = 'Bound to a key, approved by a human, posted once.';
+  const ask = await b.post('/oauth2/bc-authorize', {
+    scope: 'forum:post', resource: AUD, binding_message: 'a bound post',
+    authorization_details: JSON.stringify([{ type: 'forum_post', action_digest: digest(text), preview: text, thread: 42 }]),
+  }, { auth: agent, headers: { dpop: await dpopProof(key, 'POST', `${b.url}/oauth2/bc-authorize`) } });
+  assert.equal(ask.status, 200, ask.text);
+  await decide(ask.json.auth_req_id);
+  const t = await b.post('/oauth2/token', { grant_type: CIBA, auth_req_id: ask.json.auth_req_id },
+    { auth: agent, headers: { dpop: await dpopProof(key, 'POST', `${b.url}/oauth2/token`) } });
+  assert.equal(t.status, 200, t.text);
+  const w = t.json.access_token;
+  seenTokens.push(w);
+  const url = `${forum.url}/threads/42/replies`;
+  const send = async (proof) => call('POST', '/threads/42/replies', {
+    body: text, headers: { authorization: `DPoP ${w}`, dpop: proof, 'content-type': 'text/plain; charset=utf-8' },
+  });
+  let r = await call('POST', '/threads/42/replies', { token: w, body: text });
+  assert.equal(r.status, 401, 'not as a bearer token');
+  r = await send(await dpopProof(key, 'GET', url, w));
+  assert.equal(r.status, 401, 'not with a proof for a read');
+  assert.deepEqual(uses(jtiOf(w)), [], 'the single use is still there');
+  r = await send(await dpopProof(key, 'POST', url, w));
+  assert.equal(r.status, 201, r.text);
+  assert.equal(r.json.reply.text, text);
+  assert.deepEqual(uses(jtiOf(w)), ['active']);
+  r = await send(await dpopProof(key, 'POST', url, w));
+  assert.equal(r.status, 401);
+  assert.deepEqual(uses(jtiOf(w)), ['active', 'used_up']);
+});
+
+test('forum: several Authorization headers are 400; a body that is not UTF-8 is 400 and spends nothing', async () => {
+  const rt = await readToken();
+  let r = await rawRequest('GET', '/threads/42', [['authorization', `Bearer ${rt}`], ['authorization', `Bearer ${rt}`]]);
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error, 'invalid_request');
+  const w = await writeToken('caf\u00e9');
+  r = await rawRequest('POST', '/threads/42/replies', [['authorization', `Bearer ${w}`], ['content-type', 'text/plain']], Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+  assert.equal(r.status, 400);
+  assert.match(r.json.error_description, /not UTF-8/);
+  assert.deepEqual(uses(jtiOf(w)), []);
+  assert.equal((await post(w, 'caf\u00e9')).status, 201, 'the same token still posts the approved text');
+});
+
+test('forum: tokens of another issuer, or not valid yet on the forum\'s clock, are 401', async () => {
+  const other = await startForum({ FORUM_ISSUER: 'https://other-broker.example', FORUM_JWKS_URL: `${b.url}/.well-known/jwks.json` });
+  try {
+    const r = await fetch(`${other.url}/threads/42`, { headers: { authorization: `Bearer ${await readToken()}` } });
+    assert.equal(r.status, 401);
+    assert.match(r.headers.get('www-authenticate'), /error="invalid_token", error_description="the token is from another issuer"/);
+  } finally {
+    assert.deepEqual(await other.stop(), { code: 0, sig: null });
+  }
+  // A token whose nbf lies ahead: signed by the broker, seen by a forum
+  // whose clock is ten minutes behind (libfaketime, as in clock.test.mjs).
+  const lib = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1',
+    '/usr/lib/faketime/libfaketimeMT.so.1'].find((f) => existsSync(f));
+  assert.ok(lib, 'libfaketime is installed (deploy/deps.sh)');
+  const behind = await startForum({
+    LD_PRELOAD: lib, FAKETIME: '-10m', DONT_FAKE_MONOTONIC: '1', FAKETIME_DONT_FAKE_MONOTONIC: '1',
+    ASAN_OPTIONS: [process.env.ASAN_OPTIONS, 'verify_asan_link_order=0'].filter(Boolean).join(':'),
+  });
+  try {
+    const r = await fetch(`${behind.url}/threads/42`, { headers: { authorization: `Bearer ${await readToken()}` } });
+    assert.equal(r.status, 401);
+    assert.match(r.headers.get('www-authenticate'), /error_description="the token is not valid yet"/);
+  } finally {
+    assert.deepEqual(await behind.stop(), { code: 0, sig: null });
+  }
 });
 
 test('forum: bodies over 64 KB are 413, announced or chunked', async () => {

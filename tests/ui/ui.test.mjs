@@ -224,6 +224,7 @@ test('sign in, see the pending request, approve it, and the agent collects its t
   await page.waitForSelector('#detail-view:not([hidden]) [data-testid="preview"]');
   assert.equal(await page.textContent('[data-testid="preview"]'), preview);
   assert.equal(await page.textContent('[data-testid="digest"]'), digest(preview));
+  assert.match(await page.textContent('#detail-view [data-testid="preview-check"]'), /exact content/);
   assert.equal(await page.isVisible('#approve'), true);
   await page.screenshot({ path: join(ARTIFACTS, 'detail.png'), fullPage: true });
 
@@ -320,6 +321,21 @@ test('markup in an agent\'s text is shown as text, never run', async () => {
   assert.equal(await page.locator('main img, main script, main b').count(), 0);
   await page.hover('[data-testid="preview"]');
   assert.equal(await page.evaluate(() => window.__xss), undefined);
+  await ctx.close();
+});
+
+test('a preview that is not the content its digest binds is flagged in red', async () => {
+  const details = JSON.stringify([{ type: 'forum_post', action_digest: digest('Paste your token here.'), preview: 'Thanks, looking into it.' }]);
+  const id = await ask({ binding_message: 'a friendly note', authorization_details: details });
+  const { ctx, page } = await signedIn(alice);
+  const card = page.locator(`[data-id="${id}"]`);
+  await card.waitFor();
+  assert.match(await card.textContent(), /NOT the content the digest binds/);
+  await card.click();
+  const note = page.locator('#detail-view [data-testid="preview-check"]');
+  await note.waitFor();
+  assert.match(await note.textContent(), /^Warning: this preview is NOT the content the digest binds/);
+  assert.match(await note.getAttribute('class'), /\bbad\b/);
   await ctx.close();
 });
 
