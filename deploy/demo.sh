@@ -15,11 +15,13 @@
 # script does; the broker keeps running (`make stop` stops it).
 #
 # Environment: FORUM_BIN (default build/forum; compiled into var/demo/ if
-# missing), CS_BIN (default build/countersign).
+# missing), CS_BIN (default build/countersign), COUNTERSIGN_VAR (default
+# ./var), and for a first start COUNTERSIGN_LISTEN and PG_PORT as
+# deploy/run.sh reads them.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-var="$root/var"
+var=${COUNTERSIGN_VAR:-$root/var}	# tests use a folder of their own
 state="$var/demo"
 bin=${CS_BIN:-$root/build/countersign}
 forum_bin=${FORUM_BIN:-$root/build/forum}
@@ -197,11 +199,16 @@ jwt_claims() {
 	case $((${#p} % 4)) in 2) p="$p==" ;; 3) p="$p=" ;; esac
 	base64 -d <<<"$p"
 }
-# show_request ID: what alice sees before she decides.
+# show_request ID: what alice sees before she decides. The broker hashed
+# the preview: it must be exactly the text whose digest the token will carry.
 show_request() {
-	as_alice approvals show "$1" --json | jq -r '"    request \(.id): agent \(.agent) wants \([.scopes[].name] | join(" ")) on \(.audience) for \(.ttl) s",
+	local shown
+	shown=$(as_alice approvals show "$1" --json) || surprise "alice cannot see request $1"
+	[ "$(jq -c .preview_checks <<<"$shown")" = '[true]' ] ||
+	    surprise "the broker says the preview is not the text the digest binds: $(jq -c .preview_checks <<<"$shown")"
+	jq -r '"    request \(.id): agent \(.agent) wants \([.scopes[].name] | join(" ")) on \(.audience) for \(.ttl) s",
 	    "    justification: \(.binding_message)",
-	    (.authorization_details[]? | "    exact reply (\(.action_digest)):", "      \(.preview)")'
+	    (.authorization_details[]? | "    exact reply (the broker checked: its SHA-256 is \(.action_digest)):", "      \(.preview)")' <<<"$shown"
 }
 
 # -------------------------------------------------------------------- story
@@ -257,12 +264,9 @@ ok "access_denied: no token, no post"
 step "5/7  It asks again; alice approves; exactly one reply appears"
 id2=$(agent ask "$draft") || surprise "bc-authorize failed"
 collect_in_background "$id2"
-if curl -fsS -o /dev/null "$broker/ui/" 2>/dev/null; then
-	say "Approvers decide in the browser at $broker/ui/ or with the CLI."
-else
-	say "Approvers decide with the CLI or the approver API at $broker/v1/approvals"
-	say "(Authorization: Bearer <approver key>); a web page for approvers is coming."
-fi
+curl -fsS -o /dev/null "$broker/ui/" || surprise "the approver page $broker/ui/ is not served"
+say "Approvers decide in the browser at $broker/ui/ (sign in with the approver key)"
+say "or with the CLI; here alice uses the CLI:"
 show_request "$id2"
 sleep 1
 as_alice approvals approve "$id2" --reason "Matches the runbook" >/dev/null || surprise "alice could not approve $id2"

@@ -8,12 +8,13 @@
 #   deploy/run.sh status
 #
 # Environment: COUNTERSIGN_LISTEN (default 127.0.0.1:8080), PG_PORT
-# (default 5433). Everything lives in ./var/: delete it to start afresh.
+# (default 5433), COUNTERSIGN_VAR (default ./var), CS_BIN (default
+# build/countersign). Everything lives in ./var/: delete it to start afresh.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-var="$root/var"
-bin="$root/build/countersign"
+var=${COUNTERSIGN_VAR:-$root/var}	# tests use a folder of their own
+bin=${CS_BIN:-$root/build/countersign}
 listen=${COUNTERSIGN_LISTEN:-127.0.0.1:8080}
 pg_port=${PG_PORT:-5433}
 aud="https://forum.example"
