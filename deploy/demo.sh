@@ -90,16 +90,16 @@ if ! jq -e 'any(.[]; .name == "forum:read")' <<<"$scopes" >/dev/null; then
 fi
 post_scope=$(jq -c '.[] | select(.name == "forum:post")' <<<"$scopes")
 if [ -z "$post_scope" ]; then
-	# The demo agent is a plain HTTP client without DPoP (docs/dpop.md).
-	cs scope add forum:post --kind write --no-require-dpop --approver-group forum-mods --max-ttl 5m >/dev/null
-	say "Created the write scope forum:post: approvers of group forum-mods decide."
+	cs scope add forum:post --kind write --approver-group forum-mods --max-ttl 5m >/dev/null
+	say "Created the write scope forum:post: approvers of group forum-mods decide, tokens are bound to a key (DPoP)."
 else
 	[ "$(jq -r .kind <<<"$post_scope")" = write ] ||
 	    surprise "forum:post exists but is not a write scope"
+	[ "$(jq -r .require_dpop <<<"$post_scope")" = true ] ||
+	    say "Note: this forum:post does not require DPoP (an older var/); the agent binds its tokens anyway."
 	group=$(jq -r '.approver_group // empty' <<<"$post_scope")
 	if [ -z "$group" ]; then
-		say "Note: forum:post already exists (\`make run\` made it) without an approver group:"
-		say "any approver may decide it, not only forum-mods. Scopes cannot be changed."
+		say "Note: forum:post exists without an approver group: any approver may decide it."
 	elif [ "$group" != forum-mods ]; then
 		surprise "forum:post is decided by group '$group', but alice is in forum-mods (delete var/ to start afresh)"
 	fi
@@ -164,6 +164,9 @@ forum="http://127.0.0.1:$port"
 say "Broker: $broker    Forum: $forum (log: var/demo/forum.log)"
 
 export BROKER_URL="$broker" FORUM_URL="$forum" CLIENT_ID=forum-agent
+# The agent's own key: every token it gets is bound to it (RFC 9449 DPoP),
+# so a token that leaks from the agent is useless to whoever finds it.
+agent_key="$state/forum-agent-dpop.pem"
 CLIENT_SECRET=$(jq -r .client_secret "$state/forum-agent.json")
 export CLIENT_SECRET
 alice_key=$(jq -r .api_key "$state/alice.json")
@@ -171,7 +174,7 @@ alice_key=$(jq -r .api_key "$state/alice.json")
 # agent ARGS...: run the reference agent; its account, indented, on stderr.
 agent() {
 	local rc=0
-	"$agent_sh" "$@" 2> "$tmp/agent.err" || rc=$?
+	DPOP_KEY="$agent_key" "$agent_sh" "$@" 2> "$tmp/agent.err" || rc=$?
 	sed 's/^/    /' "$tmp/agent.err" >&2
 	return "$rc"
 }
@@ -179,7 +182,7 @@ agent() {
 as_alice() { COUNTERSIGN_APPROVER_KEY="$alice_key" COUNTERSIGN_URL="$broker" "$bin" "$@"; }
 # collect_in_background ID: the agent waits for a decision while alice looks.
 collect_in_background() {
-	"$agent_sh" collect "$1" > "$tmp/token" 2> "$tmp/collect.err" &
+	DPOP_KEY="$agent_key" "$agent_sh" collect "$1" > "$tmp/token" 2> "$tmp/collect.err" &
 	bg_pid=$!
 }
 # collected: wait for the agent; sets COLLECT_RC and TOKEN.
@@ -287,6 +290,13 @@ out=$(agent post "$write_token" "$draft") && surprise "the single-use token work
 { [ "$(jq -r .status <<<"$out")" = 401 ] && grep -q 'error="invalid_token"' <<<"$(jq -r .www_authenticate <<<"$out")"; } ||
     surprise "expected 401 invalid_token, got $out"
 ok "the same token again: 401 invalid_token (the broker says it is used up)"
+printf 'Authorization: Bearer %s\n' "$write_token" > "$tmp/stolen-auth"
+printf '%s' "$draft" > "$tmp/stolen-body"
+stolen=$(curl -sS -D - -o /dev/null -H @"$tmp/stolen-auth" -H 'Content-Type: text/plain; charset=utf-8' \
+    --data-binary @"$tmp/stolen-body" "$forum/threads/42/replies" | tr -d '\r')
+grep -q '^HTTP/1.1 401' <<<"$stolen" && grep -qi '^www-authenticate: DPoP .*bound to a key' <<<"$stolen" ||
+    surprise "a copy of the token, sent without the agent's key, was not refused: $stolen"
+ok "the token copied by someone else, without the agent's key: 401 (it is bound to the key, DPoP)"
 out=$(agent post "$write_token" "$draft Also, paste the new token here so we can test it.") &&
     surprise "a different text was accepted"
 [ "$(jq -r .status <<<"$out")" = 403 ] || surprise "expected 403, got $out"

@@ -74,8 +74,8 @@ cs() { "$bin" --config "$var/countersign.conf" "$@"; }
 cs migrate
 if [ ! -f "$var/demo-agent.json" ]; then
 	cs scope add forum:read --kind read --max-ttl 15m
-	# The demo agent is a plain HTTP client without DPoP (docs/dpop.md).
-	cs scope add forum:post --kind write --no-require-dpop --approver-group forum-mods --max-ttl 5m
+	# Write tokens are bound to the agent's key (DPoP), as by default.
+	cs scope add forum:post --kind write --approver-group forum-mods --max-ttl 5m
 	(umask 077 && cs agent add demo-agent --owner demo@example.com --json > "$var/demo-agent.json")
 	cs grant add demo-agent forum:read --audience "$aud"
 	cs grant add demo-agent forum:post --audience "$aud"

@@ -17,12 +17,15 @@
 #
 # Environment: BROKER_URL, FORUM_URL, CLIENT_ID, CLIENT_SECRET (required);
 # THREAD (42), RESOURCE (https://forum.example), POLL_INTERVAL (seconds
-# between polls until the broker says otherwise, 5), COLLECT_TIMEOUT (600).
+# between polls until the broker says otherwise, 5), COLLECT_TIMEOUT (600),
+# DPOP_KEY (a file: if set, every token is bound to this Ed25519 key, made
+# there on first use, and every request proves the key, RFC 9449; a stolen
+# token is then useless without the key).
 #
 # Results go to stdout, the agent's account of what it does to stderr, so
 # `id=$(agent.sh ask "...")` works. Exit status: 0 done, 1 refused or
 # failed, 2 usage, 3 the approver denied, 4 the approval request expired.
-# Needs bash, curl, jq and sha256sum (or openssl).
+# Needs bash, curl, jq, base64 and openssl.
 set -euo pipefail
 
 thread=${THREAD:-42}
@@ -64,20 +67,46 @@ basic() { printf 'Basic %s' "$(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | ba
 
 json_field() { jq -r --arg k "$1" '.[$k] // empty' <<<"$BODY" 2>/dev/null || true; }
 
-sha256_hex() {
-	if command -v sha256sum >/dev/null; then
-		printf '%s' "$1" | sha256sum | cut -d' ' -f1
-	else
-		printf '%s' "$1" | openssl dgst -sha256 -r | cut -d' ' -f1
+sha256_hex() { printf '%s' "$1" | openssl dgst -sha256 -r | cut -d' ' -f1; }
+
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+
+# dpop METHOD URL [TOKEN]: curl arguments carrying a DPoP proof (RFC 9449)
+# for one request, signed with the Ed25519 key in $DPOP_KEY; nothing when
+# DPOP_KEY is unset. With TOKEN, the proof names it (ath), as a resource
+# server demands. Each proof has its own jti and is used once.
+dpop() {
+	local x header payload ath= sig
+	[ -n "${DPOP_KEY:-}" ] || return 0
+	if [ ! -s "$DPOP_KEY" ]; then
+		(umask 077 && openssl genpkey -algorithm ed25519 -out "$DPOP_KEY" 2>/dev/null) ||
+		    fail "cannot create a key in $DPOP_KEY"
+		say "I made a key of my own ($DPOP_KEY); my tokens will be bound to it."
 	fi
+	# The last 32 bytes of the DER public key are the raw Ed25519 key.
+	x=$(openssl pkey -in "$DPOP_KEY" -pubout -outform DER | tail -c 32 | b64url)
+	header=$(jq -jcn --arg x "$x" \
+	    '{typ: "dpop+jwt", alg: "EdDSA", jwk: {kty: "OKP", crv: "Ed25519", x: $x}}' | b64url)
+	[ -z "${3:-}" ] || ath=$(printf '%s' "$3" | openssl dgst -sha256 -binary | b64url)
+	payload=$(jq -jcn --arg m "$1" --arg u "$2" --arg j "$(openssl rand -hex 16)" \
+	    --arg a "$ath" --argjson t "$(date +%s)" \
+	    '{htm: $m, htu: $u, iat: $t, jti: $j} + (if $a == "" then {} else {ath: $a} end)' | b64url)
+	printf '%s.%s' "$header" "$payload" > "$tmp/signing-input"
+	sig=$(openssl pkeyutl -sign -inkey "$DPOP_KEY" -rawin -in "$tmp/signing-input" | b64url)
+	[ -n "$sig" ] || fail "cannot sign a DPoP proof with $DPOP_KEY"
+	printf '%s\n' -H "DPoP: $header.$payload.$sig"
 }
+
+# scheme: how tokens are presented: bound ones with DPoP, others as Bearer.
+scheme() { if [ -n "${DPOP_KEY:-}" ]; then echo DPoP; else echo Bearer; fi; }
 
 # token SCOPE: a client_credentials token, printed; refusals explained.
 cmd_token() {
 	local scope=$1
 	need_env BROKER_URL CLIENT_ID CLIENT_SECRET
+	mapfile -t proof < <(dpop POST "$BROKER_URL/oauth2/token")
 	http "$(basic)" "$BROKER_URL/oauth2/token" -d grant_type=client_credentials \
-	    --data-urlencode "scope=$scope" --data-urlencode "resource=$resource"
+	    --data-urlencode "scope=$scope" --data-urlencode "resource=$resource" "${proof[@]}"
 	if [ "$STATUS" != 200 ]; then
 		say "Countersign refused a $scope token ($STATUS $(json_field error)): $(json_field error_description)"
 		printf '%s\n' "$BODY"
@@ -91,7 +120,8 @@ cmd_read() {
 	local token title
 	need_env FORUM_URL
 	token=$(cmd_token forum:read) || return 1
-	http "Bearer $token" "$FORUM_URL/threads/$thread"
+	mapfile -t proof < <(dpop GET "$FORUM_URL/threads/$thread" "$token")
+	http "$(scheme) $token" "$FORUM_URL/threads/$thread" "${proof[@]}"
 	if [ "$STATUS" != 200 ]; then
 		say "The forum refused to let me read thread $thread ($STATUS): $CHALLENGE"
 		return 1
@@ -124,10 +154,11 @@ cmd_ask() {
 	details=$(jq -cn --arg d "$digest" --arg p "$text" --argjson t "$thread" \
 	    '[{type: "forum_post", action_digest: $d, preview: $p, thread: $t}]')
 	justification=${JUSTIFICATION:-"I was asked to analyse thread $thread (a leaked deploy token). I would like to post the reply shown in the preview."}
+	mapfile -t proof < <(dpop POST "$BROKER_URL/oauth2/bc-authorize")
 	http "$(basic)" "$BROKER_URL/oauth2/bc-authorize" \
 	    -d scope=forum:post --data-urlencode "resource=$resource" \
 	    --data-urlencode "binding_message=$justification" \
-	    --data-urlencode "authorization_details=$details"
+	    --data-urlencode "authorization_details=$details" "${proof[@]}"
 	if [ "$STATUS" != 200 ]; then
 		say "Countersign refused my request for approval ($STATUS $(json_field error)): $(json_field error_description)"
 		return 1
@@ -142,8 +173,9 @@ cmd_collect() {
 	local limit=${COLLECT_TIMEOUT:-600}
 	need_env BROKER_URL CLIENT_ID CLIENT_SECRET
 	while :; do
+		mapfile -t proof < <(dpop POST "$BROKER_URL/oauth2/token")
 		http "$(basic)" "$BROKER_URL/oauth2/token" -d "grant_type=$ciba" \
-		    --data-urlencode "auth_req_id=$id"
+		    --data-urlencode "auth_req_id=$id" "${proof[@]}"
 		if [ "$STATUS" = 200 ]; then
 			say "A human approved: I have a single-use forum:post token, valid $(json_field expires_in) s."
 			json_field access_token
@@ -179,8 +211,9 @@ cmd_post() {
 	local token=$1 text=$2 out
 	need_env FORUM_URL
 	printf '%s' "$text" > "$tmp/reply"
-	http "Bearer $token" "$FORUM_URL/threads/$thread/replies" \
-	    -H 'Content-Type: text/plain; charset=utf-8' --data-binary @"$tmp/reply"
+	mapfile -t proof < <(dpop POST "$FORUM_URL/threads/$thread/replies" "$token")
+	http "$(scheme) $token" "$FORUM_URL/threads/$thread/replies" \
+	    -H 'Content-Type: text/plain; charset=utf-8' --data-binary @"$tmp/reply" "${proof[@]}"
 	out=$(jq -cn --arg s "$STATUS" --arg c "$CHALLENGE" --arg b "$BODY" \
 	    '{status: ($s | tonumber), www_authenticate: $c, body: ($b | fromjson? // $b)}')
 	printf '%s\n' "$out"

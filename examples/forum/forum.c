@@ -832,6 +832,7 @@ check_binding(struct request *rq, enum scheme scheme, const char *token,
 		    "too many proofs at once, try again", NULL);
 		return -1;
 	}
+	json_object_set_new(rq->log, "dpop", json_string("ok"));
 	ctx->proof = proof;
 	ctx->htm = rq->method;
 	ctx->htu = htu;

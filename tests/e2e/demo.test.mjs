@@ -415,6 +415,42 @@ test('agent.sh run: the whole legitimate path, with a human approving meanwhile'
   assert.equal(list.at(-1).approval, pending.id);
 });
 
+test('agent.sh run with DPOP_KEY: a key of its own (openssl, Ed25519), every token bound to it', async () => {
+  const keyDir = mkdtempSync(join(tmpdir(), 'cs-agent-key-'));
+  const keyFile = join(keyDir, 'agent.pem');
+  try {
+    const before = (await replies()).length;
+    const running = agentSh(['run'], { DPOP_KEY: keyFile });
+    let pending;
+    for (let i = 0; i < 100 && !pending; i++) {
+      const l = asAlice('list', '--json');
+      pending = JSON.parse(l.stdout || '[]').find((x) => x.agent === 'forum-agent' && x.state === 'pending');
+      if (!pending) await sleep(100);
+    }
+    assert.ok(pending, 'the agent asked for approval');
+    assert.equal(statSync(keyFile).mode & 0o077, 0, 'the key is private');
+    const jkt = b.sql(`SELECT dpop_jkt FROM approval_requests WHERE id = '${pending.id}'`)[0][0];
+    assert.match(jkt, /^[A-Za-z0-9_-]{43}$/, 'the approval is bound to the agent\'s key');
+    assert.equal(asAlice('approve', pending.id, '--reason', 'ok').code, 0);
+    const r = await running;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /I made a key of my own/);
+    assert.match(r.stderr, /accepted my reply/);
+    const list = await replies();
+    assert.equal(list.length, before + 1);
+    const jti = b.sql(`SELECT token_jti FROM approval_requests WHERE id = '${pending.id}'`)[0][0];
+    assert.deepEqual(uses(jti), ['active']);
+    // The forum saw the write token with the DPoP scheme and a good proof
+    // (it refuses a bound token any other way), and so did every read.
+    const posted = forum.lines().filter((l) => l.msg === 'request' && l.jti === jti);
+    assert.deepEqual(posted.map((l) => [l.status, l.dpop]), [[201, 'ok']]);
+    const reads = forum.lines().filter((l) => l.msg === 'request' && l.method === 'GET' && l.dpop === 'ok');
+    assert.ok(reads.length >= 1, 'the read token was bound too');
+  } finally {
+    rmSync(keyDir, { recursive: true, force: true });
+  }
+});
+
 // ---- the forum's refusals ---------------------------------------------------
 
 test('forum: no token is 401 with a bare Bearer challenge (RFC 6750 §3.1), and DPoP offered', async () => {

@@ -97,7 +97,7 @@ test('make demo: the seven steps of the forum story pass against that broker, tw
     assert.doesNotMatch(r.out, /UNEXPECTED/);
     assert.match(r.out, /Using the broker that `make run` started/);
     for (let step = 1; step <= 7; step++) assert.match(r.out, new RegExp(`^${step}/7 `, 'm'), `step ${step}`);
-    assert.equal((r.out.match(/\[ok\]/g) || []).length, 11, r.out);
+    assert.equal((r.out.match(/\[ok\]/g) || []).length, 12, r.out);
     assert.match(r.out, new RegExp(`Approvers decide in the browser at http://${listen.replace(/\./g, '\\.')}/ui/`));
     assert.match(r.out, /exact reply \(the broker checked: its SHA-256 is sha256:[0-9a-f]{64}\)/);
     assert.match(r.out, /countersign audit verify: .*ok/);
