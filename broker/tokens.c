@@ -326,8 +326,10 @@ tokens_issue_read(const struct broker_config *cfg,
 	struct grant_set gs;
 	struct token_mint m;
 	int64_t limits[2 * CS_SCOPES_MAX];
+	enum scopes_refusal verdict;
 	enum cs_err rc;
-	size_t i, nl = 0;
+	size_t bad, nl = 0;
+	char msg[sizeof(err->desc)];
 
 	memset(out, 0, sizeof(*out));
 	rc = grants_resolve_cached(req->client->agent_id, req->audience,
@@ -335,31 +337,31 @@ tokens_issue_read(const struct broker_config *cfg,
 	if (rc != CS_OK)
 		return cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot check grants right now");
-	for (i = 0; i < gs.n; i++) {
-		const struct grant_scope *g = &gs.s[i];
-		char msg[sizeof(err->desc)];
+	verdict = scopes_intersect_read(&gs, &bad, limits, &nl);
+	if (verdict != SCOPES_OK) {
+		const char *name = verdict == SCOPES_EMPTY ? NULL :
+		    gs.s[bad].name;
 
-		if (!g->known) {
+		switch (verdict) {
+		case SCOPES_WRITE:
+			snprintf(msg, sizeof(msg), "scope '%s' is a write scope: "
+			    "it needs step-up approval by a human approver "
+			    "(request it at /oauth2/bc-authorize)", name);
+			break;
+		case SCOPES_NOT_GRANTED:
 			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
-			    "this client", g->name);
-			return deny(req, "unknown_scope", g->name,
-			    CS_ERR_INVALID_SCOPE, err, msg);
-		}
-		if (g->kind != SCOPE_READ) {
-			snprintf(msg, sizeof(msg), "scope '%s' is a write scope: it "
-			    "needs step-up approval by a human approver (request it "
-			    "at /oauth2/bc-authorize)", g->name);
-			return deny(req, "write_scope_needs_approval", g->name,
-			    CS_ERR_INVALID_SCOPE, err, msg);
-		}
-		if (!g->granted) {
+			    "this client for this resource", name);
+			break;
+		case SCOPES_UNKNOWN:
 			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
-			    "this client for this resource", g->name);
-			return deny(req, "not_granted", g->name,
-			    CS_ERR_INVALID_SCOPE, err, msg);
+			    "this client", name);
+			break;
+		default:
+			snprintf(msg, sizeof(msg), "scope is empty");
+			break;
 		}
-		limits[nl++] = g->scope_max_ttl;
-		limits[nl++] = g->grant_max_ttl;
+		return deny(req, scopes_refusal_reason(verdict), name,
+		    CS_ERR_INVALID_SCOPE, err, msg);
 	}
 	memset(&m, 0, sizeof(m));
 	m.client = req->client;
