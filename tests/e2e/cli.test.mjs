@@ -114,6 +114,37 @@ test('scopes and grants: add, list, revoke by id and by name, all audited', () =
   assert.ok(agents.every((a) => a.client_secret === undefined && a.secret_hash === undefined));
 });
 
+test('grant list without an agent lists the grants of every agent', () => {
+  b.cliOk('scope', 'add', 'list:read', '--kind', 'read');
+  b.cliOk('scope', 'add', 'list:write', '--kind', 'write');
+  b.cliOk('agent', 'add', 'lister-a', '--json');
+  b.cliOk('agent', 'add', 'lister-b', '--json');
+  const ga = b.cliOk('grant', 'add', 'lister-a', 'list:read', '--audience', 'https://a.example', '--json').json;
+  const gb1 = b.cliOk('grant', 'add', 'lister-b', 'list:read', '--audience', 'https://b.example', '--json').json;
+  const gb2 = b.cliOk('grant', 'add', 'lister-b', 'list:write', '--audience', 'https://b.example', '--json').json;
+  b.cliOk('grant', 'revoke', String(gb2.id));
+
+  const all = b.cliOk('grant', 'list', '--json').json;
+  const mine = all.filter((g) => g.agent.startsWith('lister-'));
+  // Both agents, in grant order, revoked grants included.
+  assert.deepEqual(mine.map((g) => [g.id, g.agent, g.scope, g.audience, g.live]), [
+    [ga.id, 'lister-a', 'list:read', 'https://a.example', true],
+    [gb1.id, 'lister-b', 'list:read', 'https://b.example', true],
+    [gb2.id, 'lister-b', 'list:write', 'https://b.example', false],
+  ]);
+  // Every grant in the database, not just these.
+  assert.equal(all.length, count('SELECT count(*) FROM grants'));
+  assert.deepEqual(all.map((g) => g.id), [...all.map((g) => g.id)].sort((x, y) => x - y));
+  // With an agent, only that agent's.
+  assert.deepEqual(b.cliOk('grant', 'list', 'lister-a', '--json').json.map((g) => g.id), [ga.id]);
+  assert.deepEqual(b.cliOk('grant', 'list', 'nobody', '--json').json, []);
+  // Without --json: one JSON object a line, both agents there.
+  const lines = b.cliOk('grant', 'list').stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((g) => g.id), all.map((g) => g.id));
+  assert.ok(lines.some((g) => g.agent === 'lister-a') && lines.some((g) => g.agent === 'lister-b'));
+  assert.equal(b.cli('grant', 'list', 'lister-a', 'lister-b').code, 2);
+});
+
 test('keys rotate makes a new current key and both stay published', async () => {
   const before = (await b.get('/.well-known/jwks.json')).json.keys.map((k) => k.kid);
   const r = b.cliOk('keys', 'rotate', '--json');
