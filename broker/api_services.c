@@ -6,9 +6,7 @@
 
 #include "agents.h"
 #include "api.h"
-#include "audit.h"
 #include "clientauth.h"
-#include "dpop.h"
 #include "form.h"
 #include "log.h"
 #include "services.h"
@@ -52,49 +50,11 @@ parse_body(struct http_req *req)
 	return f;
 }
 
-/*
- * A service that forwards the DPoP proof it received (dpop_proof, with the
- * htm and htu of its own request) has it checked here against the token's
- * cnf.jkt, ath included. Returns 1 if out may stand, 0 if the answer must
- * become inactive (after auditing token.dpop_refused with the reason).
- */
-static int
-introspect_dpop(const struct form *f, const char *service, json_t *out)
-{
-	const char *proof = form_get(f, "dpop_proof", NULL);
-	const char *htm = form_get(f, "htm", NULL), *htu = form_get(f, "htu", NULL);
-	const json_t *cnf_jkt;
-	struct cs_error err;
-	char jkt[JOSE_KID_LEN + 1], clip[AUDIT_FIELD_MAX];
-	const char *reason = NULL;
-	json_t *d;
-
-	if (proof == NULL || !json_is_true(json_object_get(out, "active")))
-		return 1;
-	cnf_jkt = json_object_get(json_object_get(out, "cnf"), "jkt");
-	if (!json_is_string(cnf_jkt))
-		reason = "token is not DPoP-bound";
-	else if (htm == NULL || htu == NULL)
-		reason = "htm and htu are required with dpop_proof";
-	else if (dpop_check(proof, htm, htu, form_get(f, "token", NULL), jkt,
-	    &err) != CS_OK)
-		reason = err.desc;
-	else if (strcmp(jkt, json_string_value(cnf_jkt)) != 0)
-		reason = "proof key differs from cnf.jkt";
-	if (reason == NULL)
-		return 1;
-	d = json_pack("{s:s, s:s}", "reason", reason, "service", service);
-	(void)audit_append("token.dpop_refused", "anonymous",
-	    audit_clip(service, clip, 80), json_string_value(json_object_get(out,
-	    "jti")), d);
-	json_decref(d);
-	return 0;
-}
-
 void
 api_introspect(struct http_req *req)
 {
 	struct service svc;
+	struct tokens_proof proof;
 	struct cs_error err;
 	struct form *f;
 	json_t *out = NULL;
@@ -125,15 +85,19 @@ api_introspect(struct http_req *req)
 	http_log_field(req, "service", svc.name);
 	if (api_admit(req, API_LIMIT_INTROSPECT, svc.name) != 0)
 		goto out;
+	/*
+	 * A forwarded proof (dpop_proof, with the htm and htu of the
+	 * service's own request) is checked inside tokens_introspect, before
+	 * the use is counted.
+	 */
+	proof.proof = form_get(f, "dpop_proof", NULL);
+	proof.htm = form_get(f, "htm", NULL);
+	proof.htu = form_get(f, "htu", NULL);
 	if (tokens_introspect(api_config(), svc.name,
 	    (const char *const *)svc.audiences, svc.naudiences,
-	    form_get(f, "token", NULL), &out, &err) != CS_OK) {
+	    form_get(f, "token", NULL), &proof, &out, &err) != CS_OK) {
 		http_reply_error(req, &err);
 		goto out;
-	}
-	if (!introspect_dpop(f, svc.name, out)) {
-		json_decref(out);
-		out = json_pack("{s:b}", "active", 0);
 	}
 	if (json_is_true(json_object_get(out, "active")))
 		http_log_field(req, "jti", json_string_value(json_object_get(out,

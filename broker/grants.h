@@ -11,25 +11,11 @@
 #include "countersign.h"
 #include "scopes.h"
 
-enum scope_kind {
-	SCOPE_WRITE = 0,	/* the default: unknown means write (fail safe) */
-	SCOPE_READ = 1
-};
-
-/* What the database says about one requested scope. */
-struct grant_scope {
-	const char *name;	/* borrowed from the request's scope_list */
-	int known;		/* the scope exists in the catalogue */
-	enum scope_kind kind;	/* SCOPE_WRITE unless the catalogue says read */
-	int granted;		/* a live, unexpired grant exists */
-	int64_t scope_max_ttl;	/* 0: no limit */
-	int64_t grant_max_ttl;	/* 0: no limit */
-};
-
-struct grant_set {
-	size_t n;
-	struct grant_scope s[CS_SCOPES_MAX];
-};
+/*
+ * struct grant_set, what grants_resolve answers, is declared in scopes.h
+ * next to the pure decisions made over it, so they can be unit tested
+ * without a database.
+ */
 
 /*
  * grants_resolve(agent_id, audience, req, out): look up every scope of req

@@ -124,3 +124,55 @@ scopes_join(const struct scope_list *l)
 	s[off] = '\0';
 	return s;
 }
+
+enum scopes_refusal
+scopes_intersect_read(const struct grant_set *gs, size_t *refused,
+    int64_t *limits, size_t *nl)
+{
+	size_t i;
+
+	*refused = 0;
+	*nl = 0;
+	/* Fail safe: nothing requested is nothing to grant. */
+	if (gs->n == 0)
+		return SCOPES_EMPTY;
+	for (i = 0; i < gs->n; i++) {
+		const struct grant_scope *g = &gs->s[i];
+
+		*refused = i;
+		/*
+		 * Known before kind: an unknown scope is handled as a write
+		 * (fail safe), but telling the agent to seek approval for a
+		 * scope that does not exist would mislead it.
+		 */
+		if (!g->known)
+			return SCOPES_UNKNOWN;
+		/* Kind before grant: a write scope needs step-up either way. */
+		if (g->kind != SCOPE_READ)
+			return SCOPES_WRITE;
+		if (!g->granted)
+			return SCOPES_NOT_GRANTED;
+		limits[(*nl)++] = g->scope_max_ttl;
+		limits[(*nl)++] = g->grant_max_ttl;
+	}
+	*refused = 0;
+	return SCOPES_OK;
+}
+
+const char *
+scopes_refusal_reason(enum scopes_refusal r)
+{
+	switch (r) {
+	case SCOPES_OK:
+		return "granted";
+	case SCOPES_EMPTY:
+		return "no_scope";
+	case SCOPES_UNKNOWN:
+		return "unknown_scope";
+	case SCOPES_WRITE:
+		return "write_scope_needs_approval";
+	case SCOPES_NOT_GRANTED:
+		return "not_granted";
+	}
+	return "refused";
+}

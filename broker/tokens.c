@@ -326,8 +326,10 @@ tokens_issue_read(const struct broker_config *cfg,
 	struct grant_set gs;
 	struct token_mint m;
 	int64_t limits[2 * CS_SCOPES_MAX];
+	enum scopes_refusal verdict;
 	enum cs_err rc;
-	size_t i, nl = 0;
+	size_t bad, nl = 0;
+	char msg[sizeof(err->desc)];
 
 	memset(out, 0, sizeof(*out));
 	rc = grants_resolve_cached(req->client->agent_id, req->audience,
@@ -335,31 +337,31 @@ tokens_issue_read(const struct broker_config *cfg,
 	if (rc != CS_OK)
 		return cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "the broker cannot check grants right now");
-	for (i = 0; i < gs.n; i++) {
-		const struct grant_scope *g = &gs.s[i];
-		char msg[sizeof(err->desc)];
+	verdict = scopes_intersect_read(&gs, &bad, limits, &nl);
+	if (verdict != SCOPES_OK) {
+		const char *name = verdict == SCOPES_EMPTY ? NULL :
+		    gs.s[bad].name;
 
-		if (!g->known) {
+		switch (verdict) {
+		case SCOPES_WRITE:
+			snprintf(msg, sizeof(msg), "scope '%s' is a write scope: "
+			    "it needs step-up approval by a human approver "
+			    "(request it at /oauth2/bc-authorize)", name);
+			break;
+		case SCOPES_NOT_GRANTED:
 			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
-			    "this client", g->name);
-			return deny(req, "unknown_scope", g->name,
-			    CS_ERR_INVALID_SCOPE, err, msg);
-		}
-		if (g->kind != SCOPE_READ) {
-			snprintf(msg, sizeof(msg), "scope '%s' is a write scope: it "
-			    "needs step-up approval by a human approver (request it "
-			    "at /oauth2/bc-authorize)", g->name);
-			return deny(req, "write_scope_needs_approval", g->name,
-			    CS_ERR_INVALID_SCOPE, err, msg);
-		}
-		if (!g->granted) {
+			    "this client for this resource", name);
+			break;
+		case SCOPES_UNKNOWN:
 			snprintf(msg, sizeof(msg), "scope '%s' is not granted to "
-			    "this client for this resource", g->name);
-			return deny(req, "not_granted", g->name,
-			    CS_ERR_INVALID_SCOPE, err, msg);
+			    "this client", name);
+			break;
+		default:
+			snprintf(msg, sizeof(msg), "scope is empty");
+			break;
 		}
-		limits[nl++] = g->scope_max_ttl;
-		limits[nl++] = g->grant_max_ttl;
+		return deny(req, scopes_refusal_reason(verdict), name,
+		    CS_ERR_INVALID_SCOPE, err, msg);
 	}
 	memset(&m, 0, sizeof(m));
 	m.client = req->client;
@@ -397,17 +399,24 @@ tokens_issue_read(const struct broker_config *cfg,
 
 #define TEN_YEARS	(10 * 366 * 24 * 3600)
 
-/* Audit a use that failed before the database could be asked. */
+/*
+ * Audit a use that failed before the database could be asked. jti, agent
+ * and reason (which says more than result) may be NULL.
+ */
 static enum cs_err
-use_refused(const char *service, const char *jti, const char *result,
-    struct cs_error *err)
+use_refused(const char *service, const char *jti, const char *agent,
+    const char *result, const char *reason, struct cs_error *err)
 {
-	char actor[CS_NAME_MAX + 16];
-	json_t *d = json_pack("{s:s, s:b}", "result", result, "active", 0);
+	char actor[CS_NAME_MAX + 16], subject[CS_NAME_MAX + 16];
+	json_t *d = json_pack("{s:s, s:b, s:s?}", "result", result, "active", 0,
+	    "reason", reason);
 	enum cs_err rc;
 
 	snprintf(actor, sizeof(actor), "service:%s", service);
-	rc = audit_append("token.used", actor, NULL, jti, d);
+	if (agent != NULL)
+		snprintf(subject, sizeof(subject), "agent:%s", agent);
+	rc = audit_append("token.used", actor, agent != NULL ? subject : NULL,
+	    jti, d);
 	json_decref(d);
 	if (rc != CS_OK)
 		return cs_error_set(err, CS_ERR_UNAVAILABLE,
@@ -415,10 +424,50 @@ use_refused(const char *service, const char *jti, const char *result,
 	return CS_OK;
 }
 
+/*
+ * Check the proof a service forwarded against the token's cnf.jkt. Done
+ * before the use is counted: a proof that fails must not spend a use of a
+ * single-use token, or anyone holding a copy of a bound token (the very
+ * case DPoP guards against) could burn it by presenting it without the
+ * key. Returns 0 if the proof holds; else 1 with the reason in why (cap
+ * bytes), after auditing token.dpop_refused (-1 if that cannot be
+ * recorded).
+ */
+static int
+proof_refused(const char *service, const char *token,
+    const struct tokens_proof *p, const struct cs_claims *c, char *why,
+    size_t cap)
+{
+	char jkt[JOSE_KID_LEN + 1], clip[AUDIT_FIELD_MAX];
+	struct cs_error perr;
+	const char *reason = NULL;
+	json_t *d;
+	int rc = 1;
+
+	if (c->cnf_jkt == NULL)
+		reason = "token is not DPoP-bound";
+	else if (p->htm == NULL || p->htu == NULL)
+		reason = "htm and htu are required with dpop_proof";
+	else if (dpop_check(p->proof, p->htm, p->htu, token, jkt, &perr) !=
+	    CS_OK)
+		reason = perr.desc;
+	else if (strcmp(jkt, c->cnf_jkt) != 0)
+		reason = "proof key differs from cnf.jkt";
+	if (reason == NULL)
+		return 0;
+	snprintf(why, cap, "%s", reason);
+	d = json_pack("{s:s, s:s}", "reason", reason, "service", service);
+	if (audit_append("token.dpop_refused", "anonymous",
+	    audit_clip(service, clip, 80), c->jti, d) != CS_OK)
+		rc = -1;
+	json_decref(d);
+	return rc;
+}
+
 enum cs_err
 tokens_introspect(const struct broker_config *cfg, const char *service,
     const char *const *audiences, size_t naudiences, const char *token,
-    json_t **out, struct cs_error *err)
+    const struct tokens_proof *proof, json_t **out, struct cs_error *err)
 {
 	struct keyset *ks = NULL;
 	struct cs_claims c;
@@ -430,7 +479,8 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	enum cs_verify_result vr;
 	enum cs_err rc;
 	size_t nkeys, i;
-	int aud_ok = 0;
+	char why[sizeof(err->desc)];
+	int aud_ok = 0, refused;
 
 	*out = NULL;
 	memset(&c, 0, sizeof(c));
@@ -443,7 +493,8 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	keys_release(ks);
 	if (vr != CS_VERIFY_OK) {
 		/* The reason goes to the audit log, never to the caller. */
-		rc = use_refused(service, NULL, cs_verify_result_name(vr), err);
+		rc = use_refused(service, NULL, NULL, cs_verify_result_name(vr),
+		    NULL, err);
 		goto inactive;
 	}
 	for (i = 0; i < naudiences; i++)
@@ -451,7 +502,17 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 			aud_ok = 1;
 	if (!aud_ok) {
 		/* One service must not learn about another's tokens. */
-		rc = use_refused(service, c.jti, "audience_mismatch", err);
+		rc = use_refused(service, c.jti, NULL, "audience_mismatch", NULL,
+		    err);
+		goto inactive;
+	}
+	if (proof != NULL && proof->proof != NULL &&
+	    (refused = proof_refused(service, token, proof, &c, why,
+	    sizeof(why))) != 0) {
+		rc = refused < 0 ? cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "the broker cannot record this use right now") :
+		    use_refused(service, c.jti, c.sub, "dpop_refused", why,
+		    err);
 		goto inactive;
 	}
 	memset(&use, 0, sizeof(use));

@@ -80,18 +80,33 @@ enum cs_err tokens_mint(const struct broker_config *cfg,
     struct cs_error *err);
 
 /*
- * tokens_introspect(cfg, service, audiences, n, token, out, err): RFC 7662
- * for a service whose audiences are audiences[0..n). Verifies the token
- * (signature, typ, issuer, lifetime), checks its audience is the
- * service's, and records the use (a token.used event for every call,
- * inactive ones included, with the reason). Single-use and revoked tokens,
- * and tokens of disabled agents, are inactive. On CS_OK *out is the
+ * The DPoP proof a service forwarded with an introspection request
+ * (RFC 9449 §7.1): the proof it received and the method and URL (no query)
+ * of its own request. Every pointer is borrowed; proof NULL: none sent.
+ */
+struct tokens_proof {
+	const char *proof;
+	const char *htm;
+	const char *htu;
+};
+
+/*
+ * tokens_introspect(cfg, service, audiences, n, token, proof, out, err):
+ * RFC 7662 for a service whose audiences are audiences[0..n). Verifies the
+ * token (signature, typ, issuer, lifetime), checks its audience is the
+ * service's, checks the forwarded DPoP proof if proof->proof is set (ath
+ * and key against the token's cnf.jkt; a refusal is audited as
+ * token.dpop_refused), and only then records the use (a token.used event
+ * for every call, inactive ones included, with the reason), so a refused
+ * proof never spends a use. Single-use and revoked tokens, and tokens of
+ * disabled agents, are inactive. proof may be NULL. On CS_OK *out is the
  * response object ({"active": false} for every refusal, so the caller
  * learns nothing of why). CS_ERR_UNAVAILABLE if the use cannot be recorded.
  */
 enum cs_err tokens_introspect(const struct broker_config *cfg,
     const char *service, const char *const *audiences, size_t n,
-    const char *token, json_t **out, struct cs_error *err);
+    const char *token, const struct tokens_proof *proof, json_t **out,
+    struct cs_error *err);
 
 /*
  * tokens_revoke(cfg, client, token, err): RFC 7009 revocation by the agent

@@ -1,10 +1,13 @@
 // End-to-end: the admin CLI against a real database. Every change writes an
 // audit event; mistakes exit non-zero with a message and change nothing.
+// Settings from a --config file, and the environment over it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Broker, ROOT } from './lib.mjs';
+import { BIN, Broker, ROOT, freePort, sleep } from './lib.mjs';
 
 let b;
 
@@ -112,6 +115,160 @@ test('scopes and grants: add, list, revoke by id and by name, all audited', () =
   const agents = b.cliOk('agent', 'list', '--json').json;
   assert.ok(agents.some((a) => a.name === 'granted' && a.disabled === false));
   assert.ok(agents.every((a) => a.client_secret === undefined && a.secret_hash === undefined));
+});
+
+test('grant list without an agent lists the grants of every agent', () => {
+  b.cliOk('scope', 'add', 'list:read', '--kind', 'read');
+  b.cliOk('scope', 'add', 'list:write', '--kind', 'write');
+  b.cliOk('agent', 'add', 'lister-a', '--json');
+  b.cliOk('agent', 'add', 'lister-b', '--json');
+  const ga = b.cliOk('grant', 'add', 'lister-a', 'list:read', '--audience', 'https://a.example', '--json').json;
+  const gb1 = b.cliOk('grant', 'add', 'lister-b', 'list:read', '--audience', 'https://b.example', '--json').json;
+  const gb2 = b.cliOk('grant', 'add', 'lister-b', 'list:write', '--audience', 'https://b.example', '--json').json;
+  b.cliOk('grant', 'revoke', String(gb2.id));
+
+  const all = b.cliOk('grant', 'list', '--json').json;
+  const mine = all.filter((g) => g.agent.startsWith('lister-'));
+  // Both agents, in grant order, revoked grants included.
+  assert.deepEqual(mine.map((g) => [g.id, g.agent, g.scope, g.audience, g.live]), [
+    [ga.id, 'lister-a', 'list:read', 'https://a.example', true],
+    [gb1.id, 'lister-b', 'list:read', 'https://b.example', true],
+    [gb2.id, 'lister-b', 'list:write', 'https://b.example', false],
+  ]);
+  // Every grant in the database, not just these.
+  assert.equal(all.length, count('SELECT count(*) FROM grants'));
+  assert.deepEqual(all.map((g) => g.id), [...all.map((g) => g.id)].sort((x, y) => x - y));
+  // With an agent, only that agent's.
+  assert.deepEqual(b.cliOk('grant', 'list', 'lister-a', '--json').json.map((g) => g.id), [ga.id]);
+  assert.deepEqual(b.cliOk('grant', 'list', 'nobody', '--json').json, []);
+  // Without --json: one JSON object a line, both agents there.
+  const lines = b.cliOk('grant', 'list').stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((g) => g.id), all.map((g) => g.id));
+  assert.ok(lines.some((g) => g.agent === 'lister-a') && lines.some((g) => g.agent === 'lister-b'));
+  assert.equal(b.cli('grant', 'list', 'lister-a', 'lister-b').code, 2);
+});
+
+// The environment of the test process without any COUNTERSIGN_* variable,
+// so that only the config file (and what a test adds) configures the binary.
+function bareEnv(extra = {}) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('COUNTERSIGN_')));
+  return { ...env, ...extra };
+}
+
+// `countersign serve --config FILE` with env; resolves once url answers
+// /healthz. stop() sends SIGTERM and expects a clean exit.
+async function serveWithConfig(file, env, url) {
+  const proc = spawn(BIN, ['serve', '--config', file], { env: bareEnv(env), stdio: ['ignore', 'ignore', 'pipe'] });
+  let logs = '';
+  proc.stderr.on('data', (d) => { logs += d.toString(); });
+  const exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    const r = await exited;
+    assert.deepEqual(r, { code: 0, sig: null }, logs.slice(-2000));
+  };
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).status === 200) return { stop, logs: () => logs };
+    } catch { /* not up yet */ }
+    if (proc.exitCode !== null) break;
+    await sleep(50);
+  }
+  await stop().catch(() => {});
+  throw new Error(`broker did not start on ${url}:\n${logs}`);
+}
+
+test('serve --config FILE: settings from the file alone, the environment over the file', async () => {
+  // A second broker on this database, configured by a file only.
+  b.cliOk('scope', 'add', 'conf:read', '--kind', 'read');
+  const agent = b.agent('conf-agent');
+  b.cliOk('grant', 'add', 'conf-agent', 'conf:read', '--audience', 'https://conf.example');
+  const dir = mkdtempSync(join(tmpdir(), 'cs-conf-'));
+  const filePort = await freePort();
+  const envPort = await freePort();
+  const file = join(dir, 'countersign.conf');
+  writeFileSync(file, [
+    '# every setting this broker needs, and none from the environment',
+    `listen = 127.0.0.1:${filePort}`,
+    'issuer = "https://file.example"',
+    `database_url = ${b.env.COUNTERSIGN_DATABASE_URL}`,
+    `master_key_file = ${b.env.COUNTERSIGN_MASTER_KEY_FILE}`,
+    'default_ttl = 2m',
+    'threads = 4',
+    '',
+  ].join('\n'));
+  const fileUrl = `http://127.0.0.1:${filePort}`;
+  const envUrl = `http://127.0.0.1:${envPort}`;
+  const token = async (url) => {
+    const r = await fetch(`${url}/oauth2/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: 'Basic ' + Buffer.from(`${agent.id}:${agent.secret}`).toString('base64'),
+      },
+      body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'conf:read', resource: 'https://conf.example' }),
+    });
+    const json = await r.json();
+    assert.equal(r.status, 200, JSON.stringify(json));
+    return json;
+  };
+  const metadata = async (url) => (await (await fetch(`${url}/.well-known/oauth-authorization-server`)).json());
+  try {
+    let s = await serveWithConfig(file, {}, fileUrl);
+    try {
+      const m = await metadata(fileUrl);
+      assert.equal(m.issuer, 'https://file.example');
+      assert.equal(m.token_endpoint, 'https://file.example/oauth2/token');
+      const t = await token(fileUrl);
+      assert.equal(t.expires_in, 120, 'default_ttl from the file');
+      const claims = JSON.parse(Buffer.from(t.access_token.split('.')[1], 'base64url').toString());
+      assert.equal(claims.iss, 'https://file.example');
+    } finally {
+      await s.stop();
+    }
+
+    // Each variable overrides its own setting only: listen, issuer and
+    // default_ttl from the environment, the database and the master key
+    // still from the file.
+    s = await serveWithConfig(file, {
+      COUNTERSIGN_LISTEN: `127.0.0.1:${envPort}`,
+      COUNTERSIGN_ISSUER: 'https://env.example/',
+      COUNTERSIGN_DEFAULT_TTL: '90',
+    }, envUrl);
+    try {
+      assert.equal((await metadata(envUrl)).issuer, 'https://env.example', 'a trailing / is removed');
+      assert.equal((await token(envUrl)).expires_in, 90);
+      await assert.rejects(fetch(`${fileUrl}/healthz`), 'nothing listens on the file\'s address');
+    } finally {
+      await s.stop();
+    }
+
+    // The CLI reads the same file, wherever --config stands.
+    const r = spawnSync(BIN, ['agent', 'list', '--json', '--config', file], { env: bareEnv(), encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(JSON.parse(r.stdout).some((a) => a.name === 'conf-agent'));
+
+    // Mistakes in the file stop the binary with status 2, naming the file
+    // and line; a valid environment does not paper over them.
+    const bad = join(dir, 'bad.conf');
+    for (const [text, re] of [
+      ['listen = 127.0.0.1:1\nmax_ttll = 1h\n', /bad\.conf:2: unknown setting 'max_ttll'/],
+      ['max_ttl = forever\n', /bad\.conf:1: max_ttl: expected a duration/],
+      ['just words\n', /bad\.conf:1: expected key = value/],
+    ]) {
+      writeFileSync(bad, text);
+      const x = spawnSync(BIN, ['serve', '--config', bad], {
+        env: bareEnv({ COUNTERSIGN_MAX_TTL: '1h' }), encoding: 'utf8', timeout: 10000,
+      });
+      assert.equal(x.status, 2, `${text}: ${x.stderr}`);
+      assert.match(x.stderr, re);
+    }
+    const missing = spawnSync(BIN, ['serve', '--config', join(dir, 'missing.conf')], { env: bareEnv(), encoding: 'utf8' });
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /cannot read config file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('keys rotate makes a new current key and both stay published', async () => {

@@ -243,6 +243,45 @@ test('introspection checks a forwarded proof: ath, key and replay', async () => 
   assert.equal(b.sql(`SELECT count(*) FROM audit_events WHERE details::text LIKE '%${good.split('.')[2]}%'`)[0][0], '0');
 });
 
+test('a refused forwarded proof does not spend a use of a single-use write token', async () => {
+  // A copy of a bound token without the key must not be enough to burn
+  // it: the proof is checked before the use is counted.
+  const r = await b.post('/oauth2/bc-authorize', {
+    scope: 'forum:post', resource: AUD, binding_message: 'post once',
+  }, { auth: agent, headers: { dpop: await proof(key, { htu: `${b.url}/oauth2/bc-authorize` }) } });
+  assert.equal(r.status, 200, r.text);
+  const a = await approverCall('POST', `/v1/approvals/${r.json.auth_req_id}/approve`, {});
+  assert.equal(a.status, 200, JSON.stringify(a.json));
+  const c = await b.post('/oauth2/token', { grant_type: CIBA, auth_req_id: r.json.auth_req_id },
+    { auth: agent, headers: { dpop: await proof(key) } });
+  assert.equal(c.status, 200, c.text);
+  const t = c.json.access_token;
+  const { jti } = decodeJwt(t).payload;
+  const RS = 'https://forum.example/api/posts';
+  const intro = async (p, extra = {}) => (await b.post('/oauth2/introspect',
+    { token: t, dpop_proof: p, htm: 'POST', htu: RS, ...extra }, { auth: svc })).json;
+
+  // Signed by another key, then no htu: refused, and the use is not counted.
+  assert.deepEqual(await intro(await proof(other, { htu: RS, ath: sha256b64(t) })), { active: false });
+  assert.deepEqual(await intro(await proof(key, { htu: RS, ath: sha256b64(t) }), { htu: undefined }), { active: false });
+  assert.equal(b.sql(`SELECT use_count FROM tokens WHERE jti = '${jti}'`)[0][0], '0');
+  // The right proof still gets the one use.
+  const ok = await intro(await proof(key, { htu: RS, ath: sha256b64(t) }));
+  assert.equal(ok.active, true, JSON.stringify(ok));
+  assert.equal(ok.uses_left, 0);
+  // And then it is spent, proof or not.
+  assert.deepEqual(await intro(await proof(key, { htu: RS, ath: sha256b64(t) })), { active: false });
+
+  const rows = b.sql(`SELECT details->>'result', details->>'active', coalesce(details->>'reason', ''), subject
+    FROM audit_events WHERE type = 'token.used' AND jti = '${jti}' ORDER BY seq`);
+  assert.deepEqual(rows.map((x) => x.slice(0, 2)), [
+    ['dpop_refused', 'false'], ['dpop_refused', 'false'], ['active', 'true'], ['used_up', 'false']]);
+  assert.match(rows[0][2], /cnf\.jkt/);
+  assert.match(rows[1][2], /htm and htu are required/);
+  assert.equal(rows[0][3], 'agent:dpop-agent');
+  assert.equal(b.sql(`SELECT count(*) FROM audit_events WHERE type = 'token.dpop_refused' AND jti = '${jti}'`)[0][0], '2');
+});
+
 test('discovery advertises DPoP algorithms', async () => {
   const m = (await b.get('/.well-known/oauth-authorization-server')).json;
   assert.deepEqual(m.dpop_signing_alg_values_supported, ['ES256', 'EdDSA']);

@@ -1,12 +1,20 @@
 // End-to-end: services introspect tokens (RFC 7662) and every use is
 // recorded; revocation by token, agent and RFC 7009; key rotation without
 // breaking live tokens; the C verify library through `countersign token
-// verify`.
+// verify` and linked as a shared library into a program of our own
+// (tests/e2e/verify_driver.c).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import * as jose from 'jose';
-import { Broker, decodeJwt, sleep } from './lib.mjs';
+import { BIN, Broker, ROOT, decodeJwt, readFileSync, sleep } from './lib.mjs';
+
+const run = promisify(execFile);
 
 const AUD = 'https://forum.example';
 const WIKI = 'https://wiki.example';
@@ -113,6 +121,19 @@ test('a service only sees tokens for its own audiences', async () => {
 });
 
 test('invalid tokens are active:false, the reason only in the audit log', async () => {
+  // A token signed with the broker's real key but by a broker of another
+  // issuer: a second process on the same database and master key.
+  const elsewhere = await b.sibling({ COUNTERSIGN_ISSUER: 'https://elsewhere.example' });
+  let foreign;
+  try {
+    const r = await elsewhere.post('/oauth2/token',
+      { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD }, { auth: agent });
+    assert.equal(r.status, 200, r.text);
+    foreign = r.json.access_token;
+  } finally {
+    await elsewhere.stop();
+  }
+  assert.equal(decodeJwt(foreign).payload.iss, 'https://elsewhere.example');
   const token = await readToken(agent, { requested_ttl: '1' });
   const [h, p, s] = token.split('.');
   const claims = decodeJwt(token).payload;
@@ -130,6 +151,7 @@ test('invalid tokens are active:false, the reason only in the audit log', async 
     hs256_public_key: hs,
     zero_signature: `${h}.${p}.${Buffer.alloc(64).toString('base64url')}`,
     unknown_kid: `${enc({ alg: 'ES256', typ: 'at+jwt', kid: 'nope' })}.${p}.${s}`,
+    wrong_issuer: foreign,
     truncated: token.slice(0, token.length - 10),
     garbage: 'not-a-token',
     oversized: 'a'.repeat(20000),
@@ -143,13 +165,14 @@ test('invalid tokens are active:false, the reason only in the audit log', async 
   await sleep(2100);
   assert.deepEqual((await introspect(token)).json, { active: false }, 'expired');
   const reasons = b.sql(`SELECT details->>'result' FROM audit_events WHERE type = 'token.used'
-                         AND actor = 'service:forum' ORDER BY seq DESC LIMIT 11`).map((r) => r[0]);
+                         AND actor = 'service:forum' ORDER BY seq DESC LIMIT 12`).map((r) => r[0]);
   assert.ok(reasons.includes('bad_signature'));
   assert.ok(reasons.includes('bad_header'));
   assert.ok(reasons.includes('unknown_key'));
   assert.ok(reasons.includes('malformed'));
   assert.ok(reasons.includes('too_large'));
   assert.ok(reasons.includes('expired'));
+  assert.ok(reasons.includes('wrong_issuer'));
 });
 
 test('introspection needs service credentials', async () => {
@@ -332,6 +355,72 @@ test('countersign token verify uses the C verify library against the live JWKS',
   r = b.cli('token', 'verify', '--jwks', jwks, token.slice(0, -4) + 'AAAA');
   assert.equal(r.code, 1);
   assert.match(r.stdout, /bad_signature|malformed/);
+});
+
+// The live JWKS saved to a file in a fresh temporary directory.
+async function jwksFile() {
+  const dir = mkdtempSync(join(tmpdir(), 'cs-jwks-'));
+  const r = await b.get('/.well-known/jwks.json');
+  assert.equal(r.status, 200);
+  writeFileSync(join(dir, 'jwks.json'), r.text);
+  return { dir, file: join(dir, 'jwks.json') };
+}
+
+test('countersign token verify --jwks FILE verifies against a saved JWKS', async () => {
+  const token = await readToken();
+  const { dir, file } = await jwksFile();
+  try {
+    let r = b.cli('token', 'verify', '--jwks', file, '--audience', AUD, token);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(JSON.parse(r.stdout).jti, decodeJwt(token).payload.jti);
+    r = b.cli('token', 'verify', '--jwks', file, '--audience', WIKI, token);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /wrong_audience/);
+    r = b.cli('token', 'verify', '--jwks', join(dir, 'missing.json'), '--audience', AUD, token);
+    assert.notEqual(r.code, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a program linked against the shared libcountersign-verify.so verifies a real token; the library exports only cs_*', async () => {
+  const so = join(dirname(BIN), 'libcountersign-verify.so');
+  const exported = (await run('nm', ['-D', '--defined-only', so])).stdout
+    .split('\n').filter((l) => l.trim()).map((l) => l.trim().split(/\s+/).at(-1));
+  assert.ok(exported.includes('cs_verify') && exported.includes('cs_verifier_load_jwks_file'), exported.join(' '));
+  assert.deepEqual(exported.filter((n) => !n.startsWith('cs_')), [], 'only the cs_* API leaves the library');
+
+  const token = await readToken();
+  const { dir, file } = await jwksFile();
+  try {
+    // Installed the usual way: the file under its soname, found at run
+    // time through LD_LIBRARY_PATH, and the development name for -l.
+    symlinkSync(so, join(dir, 'libcountersign-verify.so.0'));
+    symlinkSync(so, join(dir, 'libcountersign-verify.so'));
+    const exe = join(dir, 'verify_driver');
+    const args = ['-std=c11', '-D_GNU_SOURCE', '-Wall', '-Wextra', '-Werror', '-Wpedantic', '-Wshadow',
+      '-Wstrict-prototypes', '-Wmissing-prototypes', '-Wformat=2', '-g',
+      '-I', join(ROOT, 'include'), '-o', exe, join(ROOT, 'tests', 'e2e', 'verify_driver.c'),
+      '-L', dir, '-lcountersign-verify'];
+    if (readFileSync(so).includes('__asan_')) args.unshift('-fsanitize=address,undefined');
+    await run(process.env.CC || 'cc', args);
+    // Linked dynamically: the library is a run-time dependency and none of
+    // its code was copied into the program.
+    assert.match((await run('readelf', ['-d', exe])).stdout, /NEEDED.*\[libcountersign-verify\.so\.0\]/);
+    assert.match((await run('nm', ['-D', exe])).stdout, /^\s+U cs_verify$/m);
+
+    const env = { ...process.env, LD_LIBRARY_PATH: dir };
+    const ok = await run(exe, [b.url, AUD, file, token], { env });
+    const { jti, sub } = decodeJwt(token).payload;
+    assert.equal(ok.stdout.trim(), `ok ${jti} ${sub} forum:read`);
+    const wrong = await run(exe, [b.url, WIKI, file, token], { env }).catch((e) => e);
+    assert.equal(wrong.code, 1);
+    assert.equal(wrong.stdout.trim(), 'invalid wrong_audience');
+    const issuer = await run(exe, ['https://elsewhere.example', AUD, file, token], { env }).catch((e) => e);
+    assert.equal(issuer.stdout.trim(), 'invalid wrong_issuer');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('metadata advertises introspection and revocation', async () => {
