@@ -81,7 +81,7 @@ dpop() {
 	if [ ! -s "$DPOP_KEY" ]; then
 		(umask 077 && openssl genpkey -algorithm ed25519 -out "$DPOP_KEY" 2>/dev/null) ||
 		    fail "cannot create a key in $DPOP_KEY"
-		say "I made a key of my own ($DPOP_KEY); my tokens will be bound to it."
+		say "I made a key of my own (${DPOP_KEY##*/}); my tokens will be bound to it."
 	fi
 	# The last 32 bytes of the DER public key are the raw Ed25519 key.
 	x=$(openssl pkey -in "$DPOP_KEY" -pubout -outform DER | tail -c 32 | b64url)
