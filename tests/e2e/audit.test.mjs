@@ -497,6 +497,10 @@ test('verify --json reports the unsealed tail and its age', async () => {
   try {
     const [[events]] = br.sql('SELECT count(*) FROM audit_events');
     assert.equal(br.sql('SELECT count(*) FROM audit_chain')[0][0], '0');
+    // Export shows unsealed events with a null hash (docs/audit.md).
+    const unsealedExport = br.cliOk('audit', 'export').stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    assert.equal(unsealedExport.length, Number(events));
+    assert.ok(unsealedExport.every((e) => e.hash === null && 'hash' in e));
     // An auditor cannot seal: verify checks what is sealed (nothing) and
     // reports every event as unsealed.
     const asAuditor = { ...br.env, COUNTERSIGN_DATABASE_URL: Cluster.shared().urlAs(br.db, 'countersign_auditor') };
