@@ -1137,24 +1137,35 @@ static const struct db_stmt chain_at = {
 	1
 };
 
-/* Seal batch after batch until the sealer has caught up. */
-static enum cs_err
-seal_all(const struct broker_config *cfg)
-{
-	enum cs_err rc;
-	int sealed = 0;
-
-	do
-		rc = audit_seal(cfg->audit_gap_grace, &sealed);
-	while (rc == CS_OK && sealed >= AUDIT_SEAL_BATCH);
-	return rc;
-}
-
 static const struct db_stmt can_seal = {
 	"cli_audit_can_seal",
 	"SELECT has_table_privilege('audit_chain', 'INSERT')",
 	0
 };
+
+/*
+ * Seal batch after batch until the sealer has caught up. Only a role that
+ * may extend the chain (the broker's) seals: an auditor's read-only role
+ * reads what the brokers have sealed, without a permission error.
+ */
+static enum cs_err
+seal_all(const struct broker_config *cfg)
+{
+	struct db_result *res = NULL;
+	enum cs_err rc;
+	int sealed = 0, may;
+
+	if ((rc = db_exec(&can_seal, NULL, &res)) != CS_OK)
+		return rc;
+	may = strcmp(db_value(res, 0, 0), "t") == 0;
+	db_result_free(res);
+	if (!may)
+		return CS_OK;
+	do
+		rc = audit_seal(cfg->audit_gap_grace, &sealed);
+	while (rc == CS_OK && sealed >= AUDIT_SEAL_BATCH);
+	return rc;
+}
 
 /*
  * Print the events after seq after as JSON Lines; with follow, keep
@@ -1166,25 +1177,17 @@ static const struct db_stmt can_seal = {
  * rolled-back number (audit_gap_grace), so the sealed events are a prefix
  * of the log with no holes and never gain one behind us. The cost is the
  * sealer's delay: normally under 200 ms, up to audit_gap_grace behind a
- * rolled-back number. A role that may extend the chain (the broker's)
- * also seals each round, so following works without a running broker.
+ * rolled-back number. Following also seals each round where its role
+ * may, so it works without a running broker.
  */
 static int
 audit_export(const struct broker_config *cfg, struct args *a, int64_t after,
     int follow)
 {
 	struct audit_filter f;
-	int seal = 0;
 
 	memset(&f, 0, sizeof(f));
 	f.sealed = follow;
-	if (follow) {
-		struct db_result *res = NULL;
-
-		if (db_exec(&can_seal, NULL, &res) == CS_OK)
-			seal = strcmp(db_value(res, 0, 0), "t") == 0;
-		db_result_free(res);
-	}
 	if (a->since != NULL && util_parse_rfc3339(a->since, &f.since) != 0)
 		return 2;
 	if (a->until != NULL && util_parse_rfc3339(a->until, &f.until) != 0)
@@ -1196,7 +1199,7 @@ audit_export(const struct broker_config *cfg, struct args *a, int64_t after,
 		json_t *events = NULL, *e;
 		size_t i, n;
 
-		if (seal)
+		if (follow)
 			(void)seal_all(cfg);
 		if (audit_page(&f, after, 1000, &events, &after) != CS_OK) {
 			fprintf(stderr, "countersign: database error\n");
