@@ -584,8 +584,9 @@ static const struct db_stmt page = {
 	"OR e.subject = 'agent:' || $5 OR e.subject IN (SELECT 'approval:' || "
 	"r.id FROM approval_requests r JOIN agents a ON a.id = r.agent_id "
 	"WHERE a.name = $5)) AND ($6::text IS NULL OR e.jti = $6) "
+	"AND (NOT $8::bool OR c.seq IS NOT NULL) "
 	"ORDER BY e.seq LIMIT $7::int",
-	7
+	8
 };
 
 enum cs_err
@@ -594,7 +595,7 @@ audit_page(const struct audit_filter *f, int64_t after, int limit,
 {
 	struct db_result *res = NULL;
 	char afterbuf[24], sincebuf[24], untilbuf[24], limitbuf[16];
-	const char *params[7];
+	const char *params[8];
 	enum cs_err rc;
 	int i;
 
@@ -613,6 +614,7 @@ audit_page(const struct audit_filter *f, int64_t after, int limit,
 	params[4] = f->agent;
 	params[5] = f->jti;
 	params[6] = limitbuf;
+	params[7] = f->sealed ? "t" : "f";
 	rc = db_exec(&page, params, &res);
 	if (rc != CS_OK)
 		return rc;

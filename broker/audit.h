@@ -112,6 +112,12 @@ struct audit_filter {
 	const char *type;
 	const char *agent;	/* actor or subject is agent:NAME */
 	const char *jti;
+	/*
+	 * 1: only events the chain already holds. Sealed events are a prefix
+	 * of the log in seq order with no holes, so a reader paging by seq
+	 * over them never passes an event that commits later (see tail -f).
+	 */
+	int sealed;
 };
 
 /*

@@ -90,7 +90,7 @@ cli_usage(void)
 	    "  audit verify [--from SEQ] [--checkpoint JWS] [--json]\n"
 	    "  audit checkpoint [--json]\n"
 	    "  audit export [--since T] [--until T] [--type TYPE] [--agent NAME] [--jti JTI]\n"
-	    "  audit tail [--lines N] [--follow]\n"
+	    "  audit tail [--lines N] [--follow|-f]\n"
 	    "  keys rotate [--json]\n"
 	    "  keys retire [KID] [--json]\n"
 	    "  keys list [--json]\n"
@@ -119,6 +119,12 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 		/* "--" ends the options: a jti may itself begin with "--". */
 		if (strcmp(arg, "--") == 0 && !a->end_of_options) {
 			a->end_of_options = 1;
+			continue;
+		}
+		/* tail's -f, as in tail(1): the one short option we take. */
+		if (strcmp(arg, "-f") == 0 && !a->end_of_options &&
+		    strstr(allowed, "--follow") != NULL) {
+			a->follow = 1;
 			continue;
 		}
 		if (a->end_of_options || strncmp(arg, "--", 2) != 0) {
@@ -1135,12 +1141,57 @@ static const struct db_stmt chain_at = {
 	1
 };
 
+static const struct db_stmt can_seal = {
+	"cli_audit_can_seal",
+	"SELECT has_table_privilege('audit_chain', 'INSERT')",
+	0
+};
+
+/*
+ * Seal batch after batch until the sealer has caught up. Only a role that
+ * may extend the chain (the broker's) seals: an auditor's read-only role
+ * reads what the brokers have sealed, without a permission error.
+ */
+static enum cs_err
+seal_all(const struct broker_config *cfg)
+{
+	struct db_result *res = NULL;
+	enum cs_err rc;
+	int sealed = 0, may;
+
+	if ((rc = db_exec(&can_seal, NULL, &res)) != CS_OK)
+		return rc;
+	may = strcmp(db_value(res, 0, 0), "t") == 0;
+	db_result_free(res);
+	if (!may)
+		return CS_OK;
+	do
+		rc = audit_seal(cfg->audit_gap_grace, &sealed);
+	while (rc == CS_OK && sealed >= AUDIT_SEAL_BATCH);
+	return rc;
+}
+
+/*
+ * Print the events after seq after as JSON Lines; with follow, keep
+ * printing new ones. Following pages by seq, but seq order is not commit
+ * order: a transaction that drew seq 10 may commit after seq 11 was
+ * printed, and a reader that only asks for seq > 11 never sees it. So
+ * follow prints sealed events only: the sealer chains events in seq order
+ * and waits at a missing seq until it commits or is old enough to be a
+ * rolled-back number (audit_gap_grace), so the sealed events are a prefix
+ * of the log with no holes and never gain one behind us. The cost is the
+ * sealer's delay: normally under 200 ms, up to audit_gap_grace behind a
+ * rolled-back number. Following also seals each round where its role
+ * may, so it works without a running broker.
+ */
 static int
-audit_export(struct args *a, int64_t after, int follow)
+audit_export(const struct broker_config *cfg, struct args *a, int64_t after,
+    int follow)
 {
 	struct audit_filter f;
 
 	memset(&f, 0, sizeof(f));
+	f.sealed = follow;
 	if (a->since != NULL && util_parse_rfc3339(a->since, &f.since) != 0)
 		return 2;
 	if (a->until != NULL && util_parse_rfc3339(a->until, &f.until) != 0)
@@ -1152,6 +1203,8 @@ audit_export(struct args *a, int64_t after, int follow)
 		json_t *events = NULL, *e;
 		size_t i, n;
 
+		if (follow)
+			(void)seal_all(cfg);
 		if (audit_page(&f, after, 1000, &events, &after) != CS_OK) {
 			fprintf(stderr, "countersign: database error\n");
 			return 1;
@@ -1177,19 +1230,6 @@ audit_export(struct args *a, int64_t after, int follow)
 			return 0;
 		sleep(1);
 	}
-}
-
-/* Seal batch after batch until the sealer has caught up. */
-static enum cs_err
-seal_all(const struct broker_config *cfg)
-{
-	enum cs_err rc;
-	int sealed = 0;
-
-	do
-		rc = audit_seal(cfg->audit_gap_grace, &sealed);
-	while (rc == CS_OK && sealed >= AUDIT_SEAL_BATCH);
-	return rc;
 }
 
 static int
@@ -1322,7 +1362,7 @@ cmd_audit(const struct broker_config *cfg, int argc, char **argv)
 	if (strcmp(argv[0], "checkpoint") == 0)
 		return audit_checkpoint(cfg, a.json);
 	if (strcmp(argv[0], "export") == 0)
-		return audit_export(&a, 0, 0);
+		return audit_export(cfg, &a, 0, 0);
 	if (strcmp(argv[0], "tail") == 0) {
 		struct db_result *res = NULL;
 		char nbuf[24];
@@ -1339,7 +1379,7 @@ cmd_audit(const struct broker_config *cfg, int argc, char **argv)
 		}
 		util_parse_int64(db_value(res, 0, 0), INT64_MIN, INT64_MAX, &start);
 		db_result_free(res);
-		return audit_export(&a, start > 0 ? start : 0, a.follow);
+		return audit_export(cfg, &a, start > 0 ? start : 0, a.follow);
 	}
 	if (strcmp(argv[0], "verify") == 0) {
 		struct audit_report r;
@@ -1388,7 +1428,7 @@ usage:
 	    "[--checkpoint JWS] [--json] | audit checkpoint [--json]\n"
 	    "       countersign audit export [--since RFC3339] [--until RFC3339] "
 	    "[--type TYPE] [--agent NAME] [--jti JTI]\n"
-	    "       countersign audit tail [--lines N] [--follow]\n");
+	    "       countersign audit tail [--lines N] [--follow|-f]\n");
 	return 2;
 }
 
