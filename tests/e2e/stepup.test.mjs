@@ -152,6 +152,14 @@ test('the whole flow: request, pending, approve, collect once, second collect fa
   assert.equal(again.status, 400);
   assert.equal(again.json.error, 'invalid_grant');
   assert.equal(again.json.access_token, undefined);
+  // A consumed request takes no more decisions, from anybody.
+  for (const late of [await approve(bob, id, { reason: 'late' }), await deny(carol, id, { reason: 'too late' })]) {
+    assert.equal(late.status, 409, JSON.stringify(late.json));
+    assert.equal(late.json.error, 'conflict');
+    assert.match(late.json.error_description, /already consumed/);
+  }
+  assert.equal(auditCount('approval.denied', id), 0);
+  assert.equal(b.sql(`SELECT count(*) FROM approval_decisions WHERE request_id = '${id}'`)[0][0], '1');
 
   const rows = b.sql(`SELECT approval_id, max_uses FROM tokens WHERE jti = '${payload.jti}'`);
   assert.deepEqual(rows, [[id, '1']]);
