@@ -355,6 +355,34 @@ test('approver authentication: no key, wrong key, agent credentials', async () =
   assert.ok(failures >= 5);
 });
 
+test('only a peppered hash of an approver key is stored, never the key', async () => {
+  const first = b.cliOk('approver', 'add', 'grace', '--groups', 'forum-mods', '--json').json.api_key;
+  const key = b.cliOk('approver', 'rotate-key', 'grace', '--json').json.api_key;
+  for (const k of [first, key]) assert.match(k, /^[A-Za-z0-9_-]{43}$/);
+  assert.equal((await approverCall(key, 'GET', '/v1/approvals')).status, 200, 'the key works');
+  assert.equal((await approverCall(first, 'GET', '/v1/approvals')).status, 401, 'the rotated key does not');
+  const [[len, hex]] = b.sql("SELECT octet_length(key_hash), encode(key_hash, 'hex') FROM approvers WHERE name = 'grace'");
+  assert.equal(len, '32');
+  // Not the key's bytes, and not a plain SHA-256 of it that a stolen
+  // database would let anyone check guesses against.
+  assert.notEqual(hex, Buffer.from(key, 'base64url').toString('hex'));
+  assert.notEqual(hex, createHash('sha256').update(key).digest('hex'));
+  const dumps = [
+    b.sql("SELECT string_agg(a::text, '') FROM approvers a")[0][0],
+    b.sql("SELECT string_agg(e::text, '') FROM audit_events e")[0][0],
+    b.logs,
+  ];
+  for (const k of [first, key, alice, bob, carol, owner, outsider]) {
+    // bytea columns print as hex: look for the key's text and its bytes.
+    const forms = [k, Buffer.from(k).toString('hex'), Buffer.from(k, 'base64url').toString('hex')];
+    for (const dump of dumps) {
+      for (const form of forms) assert.ok(!dump.includes(form), 'an approver key is stored or logged');
+    }
+  }
+  assert.equal(b.sql(`SELECT count(*) FROM audit_events WHERE subject = 'approver:grace'
+                      AND type IN ('approver.created', 'approver.key_rotated')`)[0][0], '2');
+});
+
 test('write scopes never come from client_credentials; the error points to bc-authorize', async () => {
   const r = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:post', resource: AUD }, { auth: agent });
   assert.equal(r.status, 400);
