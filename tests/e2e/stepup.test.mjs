@@ -10,6 +10,8 @@ import { Broker, decodeJwt, sleep } from './lib.mjs';
 
 const AUD = 'https://forum.example';
 const CIBA = 'urn:openid:params:grant-type:ciba';
+const XG = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const AT = 'urn:ietf:params:oauth:token-type:access_token';
 let b;
 let agent;
 let other;
@@ -88,6 +90,11 @@ const approve = (key, id, body = {}) => approverCall(key, 'POST', `/v1/approvals
 const deny = (key, id, body = { reason: 'not now' }) => approverCall(key, 'POST', `/v1/approvals/${id}/deny`, body);
 const collect = (id, who = agent, extra = {}) =>
   b.post('/oauth2/token', { grant_type: CIBA, auth_req_id: id, ...extra }, { auth: who });
+
+// Token rows and token.issued events so far: unchanged where nothing was minted.
+function minted() {
+  return b.sql(`SELECT (SELECT count(*) FROM tokens), (SELECT count(*) FROM audit_events WHERE type = 'token.issued')`)[0].join(' ');
+}
 
 function auditCount(type, id) {
   return Number(b.sql(`SELECT count(*) FROM audit_events WHERE type = '${type}' AND subject = 'approval:${id}'`)[0][0]);
@@ -402,17 +409,71 @@ test('no path mints a write-scoped token without a consumed approval', async () 
   assert.ok(Number(total) >= 4, 'earlier tests minted write tokens');
   // And each endpoint/grant tried with a write scope and no usable approval.
   const id = (await ask()).json.auth_req_id;
+  const read = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD },
+    { auth: agent });
+  assert.equal(read.status, 200, read.text);
+  const subject = read.json.access_token;
+  const subjectJti = decodeJwt(subject).payload.jti;
+  const mintedBefore = minted();
+  const exchange = (extra) => b.post('/oauth2/token', {
+    grant_type: XG, subject_token: subject, subject_token_type: AT, ...extra,
+  }, { auth: agent });
   const attempts = [
     b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:post', resource: AUD }, { auth: agent }),
     b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read forum:post', resource: AUD }, { auth: agent }),
-    b.post('/oauth2/token', { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', scope: 'forum:post' }, { auth: agent }),
+    exchange({ scope: 'forum:read forum:post' }),
+    exchange({ scope: 'forum:post', resource: AUD }),
     b.post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: 'x', scope: 'forum:post' }, { auth: agent }),
     collect(id),
     collect(id, other),
   ];
-  for (const r of await Promise.all(attempts)) {
+  const results = await Promise.all(attempts);
+  for (const r of results) {
     assert.notEqual(r.status, 200, r.text);
     assert.equal(r.json.access_token, undefined);
+  }
+  // The exchanges got past authentication and the subject token's
+  // signature: a read token cannot be widened to a write scope.
+  for (const r of results.slice(2, 4)) {
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.error, 'invalid_scope');
+    assert.equal(r.json.error_description, "scope 'forum:post' is not in the subject token");
+  }
+  assert.deepEqual(b.sql(`SELECT details->>'reason' FROM audit_events WHERE type = 'token.denied'
+                          AND details->>'grant' = 'token-exchange' AND jti = '${subjectJti}'`),
+  [['scope_widened'], ['scope_widened']]);
+  assert.equal(minted(), mintedBefore, 'no token row and no token.issued');
+});
+
+test('token exchange refuses a subject scope that is a write scope now', async () => {
+  // No command turns a read scope into a write scope; an operator editing
+  // the table is the one way a live read token comes to carry one. The
+  // exchange must then refuse it rather than mint a write token from it.
+  b.cliOk('scope', 'add', 'forum:flag', '--kind', 'read');
+  b.cliOk('grant', 'add', 'writer', 'forum:flag', '--audience', AUD);
+  const read = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:flag', resource: AUD },
+    { auth: agent });
+  assert.equal(read.status, 200, read.text);
+  const subjectJti = decodeJwt(read.json.access_token).payload.jti;
+  b.sql("UPDATE scopes SET kind = 'write' WHERE name = 'forum:flag'");
+  try {
+    await sleep(1100); // past the grant cache (cache_ttl_ms 1000)
+    const before = minted();
+    for (const scope of ['forum:flag', undefined]) {
+      const r = await b.post('/oauth2/token', {
+        grant_type: XG, subject_token: read.json.access_token, subject_token_type: AT, scope,
+      }, { auth: agent });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json.error, 'invalid_scope');
+      assert.equal(r.json.error_description, "scope 'forum:flag' is a write scope: write scopes are never exchanged");
+      assert.equal(r.json.access_token, undefined);
+    }
+    assert.deepEqual(b.sql(`SELECT details->>'reason' FROM audit_events WHERE type = 'token.denied'
+                            AND details->>'grant' = 'token-exchange' AND jti = '${subjectJti}'`),
+    [['write_scope'], ['write_scope']]);
+    assert.equal(minted(), before, 'no token row and no token.issued');
+  } finally {
+    b.sql("UPDATE scopes SET kind = 'read' WHERE name = 'forum:flag'");
   }
 });
 
