@@ -21,6 +21,16 @@ let carol;
 let owner;
 let outsider;
 const hooks = [];
+// Every delivery attempt the receiver saw: its raw body and the status it
+// answered.
+const attempts = [];
+// The raw body of every delivery attempt to any receiver.
+const bodies = [];
+// binding_message -> how many more deliveries of its approval.requested
+// event the receiver refuses with a 500.
+const refusals = new Map();
+// Every access token the tests collected, to look for in webhook bodies.
+const issued = [];
 let hookServer;
 
 before(async () => {
@@ -28,7 +38,17 @@ before(async () => {
     let body = '';
     req.on('data', (d) => { body += d; });
     req.on('end', () => {
-      hooks.push(JSON.parse(body));
+      bodies.push(body);
+      const hook = JSON.parse(body);
+      const left = refusals.get(hook.data.binding_message) ?? 0;
+      attempts.push({ at: Date.now(), hook, body, status: left > 0 ? 500 : 200 });
+      if (left > 0) {
+        refusals.set(hook.data.binding_message, left - 1);
+        res.statusCode = 500;
+        res.end('busy');
+        return;
+      }
+      hooks.push(hook);
       res.end('ok');
     });
   });
@@ -66,8 +86,8 @@ after(async () => {
 
 const digest = (body) => 'sha256:' + createHash('sha256').update(body).digest('hex');
 
-async function ask(extra = {}, who = agent) {
-  const r = await b.post('/oauth2/bc-authorize', {
+async function ask(extra = {}, who = agent, broker = b) {
+  const r = await broker.post('/oauth2/bc-authorize', {
     scope: 'forum:read forum:post',
     resource: AUD,
     binding_message: 'Post the answer to thread 42 that the user asked for',
@@ -76,10 +96,10 @@ async function ask(extra = {}, who = agent) {
   return r;
 }
 
-async function approverCall(key, method, path, body) {
+async function approverCall(key, method, path, body, broker = b) {
   const headers = { authorization: `Bearer ${key}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const r = await fetch(`${b.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(`${broker.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
   let json;
   try { json = JSON.parse(text); } catch { json = undefined; }
@@ -88,8 +108,23 @@ async function approverCall(key, method, path, body) {
 
 const approve = (key, id, body = {}) => approverCall(key, 'POST', `/v1/approvals/${id}/approve`, body);
 const deny = (key, id, body = { reason: 'not now' }) => approverCall(key, 'POST', `/v1/approvals/${id}/deny`, body);
-const collect = (id, who = agent, extra = {}) =>
-  b.post('/oauth2/token', { grant_type: CIBA, auth_req_id: id, ...extra }, { auth: who });
+async function collect(id, who = agent, extra = {}, broker = b) {
+  const r = await broker.post('/oauth2/token', { grant_type: CIBA, auth_req_id: id, ...extra }, { auth: who });
+  if (r.json && r.json.access_token) issued.push(r.json.access_token);
+  return r;
+}
+
+// The delivered webhooks of one event about one request, once n of them
+// have arrived (or what there is after 5 s).
+async function hooksFor(event, id, n = 1, seen = hooks) {
+  let found = [];
+  for (let i = 0; i < 50; i++) {
+    found = seen.filter((h) => h.event === event && h.data.id === id);
+    if (found.length >= n) break;
+    await sleep(100);
+  }
+  return found;
+}
 
 // Token rows and token.issued events so far: unchanged where nothing was minted.
 function minted() {
@@ -647,6 +682,111 @@ test('webhooks announce new requests and decisions, without secrets', async () =
   const all = JSON.stringify(hooks);
   for (const secret of [agent.secret, other.secret, alice, bob, carol, owner, outsider]) {
     assert.ok(!all.includes(secret));
+  }
+});
+
+test('a webhook delivery is retried: two 500s, then the third attempt delivers it', async () => {
+  refusals.set('retry check', 2);
+  const id = (await ask({ binding_message: 'retry check' })).json.auth_req_id;
+  const delivered = await hooksFor('approval.requested', id);
+  assert.equal(delivered.length, 1, 'delivered once');
+  const tries = attempts.filter((a) => a.hook.event === 'approval.requested' && a.hook.data.id === id);
+  assert.deepEqual(tries.map((a) => a.status), [500, 500, 200]);
+  assert.ok(tries.every((a) => a.body === tries[0].body), 'the same body each time');
+  // With pauses between the attempts (0.2 s, then 0.4 s).
+  assert.ok(tries[2].at - tries[0].at >= 500, `${tries[2].at - tries[0].at} ms`);
+
+  // Bounded: a receiver that keeps failing sees three attempts; the event
+  // is then dropped and the next one delivered.
+  refusals.set('drop check', 10);
+  const dropped = (await ask({ binding_message: 'drop check' })).json.auth_req_id;
+  const next = (await ask({ binding_message: 'after the drop' })).json.auth_req_id;
+  assert.equal((await hooksFor('approval.requested', next)).length, 1, 'the next event is delivered');
+  assert.deepEqual(attempts.filter((a) => a.hook.data.id === dropped).map((a) => a.status), [500, 500, 500]);
+  assert.equal(refusals.get('drop check'), 7);
+  assert.ok(!hooks.some((h) => h.data.id === dropped));
+  assert.match(b.logs, /webhook event dropped after 3 attempts/);
+});
+
+test('a webhook receiver that never answers delays no request, and the broker keeps working', async () => {
+  // A second broker process on the same database whose webhook receiver
+  // holds every delivery without answering.
+  const held = [];
+  const seen = [];
+  let hanging = true;
+  const release = () => {
+    hanging = false;
+    for (const h of held.splice(0)) {
+      seen.push(JSON.parse(h.body));
+      h.res.end('ok');
+    }
+  };
+  const slow = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      bodies.push(body);
+      if (hanging) held.push({ res, body });
+      else {
+        seen.push(JSON.parse(body));
+        res.end('ok');
+      }
+    });
+  });
+  await new Promise((r) => slow.listen(0, '127.0.0.1', r));
+  const s = await b.sibling({
+    COUNTERSIGN_WEBHOOK_URL: `http://127.0.0.1:${slow.address().port}/hook`,
+    COUNTERSIGN_WEBHOOK_TIMEOUT: '3',
+  });
+  const timed = async (what, call) => {
+    const t0 = performance.now();
+    const r = await call();
+    const ms = performance.now() - t0;
+    assert.equal(r.status, 200, `${what}: ${JSON.stringify(r.json)}`);
+    assert.ok(ms < 1000, `${what} took ${Math.round(ms)} ms with the webhook receiver hanging`);
+    return r;
+  };
+  try {
+    const ids = [(await timed('bc-authorize', () => ask({ binding_message: 'hang check' }, agent, s))).json.auth_req_id];
+    for (let i = 0; i < 40 && held.length === 0; i++) await sleep(50);
+    assert.equal(held.length, 1, 'the delivery thread is waiting on the receiver');
+    for (let i = 0; i < 3; i++) {
+      ids.push((await timed('bc-authorize', () => ask({ binding_message: `hang check ${i}` }, agent, s))).json.auth_req_id);
+    }
+    for (const id of ids) {
+      await timed('approve', () => approverCall(alice, 'POST', `/v1/approvals/${id}/approve`, {}, s));
+    }
+    await sleep(1100);
+    const t = await timed('collect', () => collect(ids[0], agent, {}, s));
+    assert.ok(t.json.access_token);
+    await timed('healthz', () => s.get('/healthz'));
+    // All of that happened while the first delivery was still waiting.
+    assert.equal(seen.length, 0);
+    assert.ok(held.length >= 1);
+    // Once the receiver answers, the queued events follow: none was lost.
+    release();
+    for (const id of ids) {
+      assert.ok((await hooksFor('approval.requested', id, 1, seen)).length >= 1, `approval.requested ${id}`);
+      assert.ok((await hooksFor('approval.approved', id, 1, seen)).length >= 1, `approval.approved ${id}`);
+    }
+  } finally {
+    release();
+    await s.stop();
+    slow.closeAllConnections();
+    slow.close();
+  }
+});
+
+test('no webhook body carries a secret, an approver key or a token', () => {
+  const events = new Set(attempts.map((a) => a.hook.event));
+  for (const e of ['approval.requested', 'approval.approved', 'approval.denied', 'approval.expired']) {
+    assert.ok(events.has(e), `the tests delivered ${e}`);
+  }
+  assert.ok(bodies.length >= 30 && issued.length >= 5, `${bodies.length} bodies, ${issued.length} tokens`);
+  const secrets = [agent.secret, other.secret, alice, bob, carol, owner, outsider];
+  for (const token of issued) secrets.push(token, token.split('.')[2]);
+  for (const body of bodies) {
+    for (const secret of secrets) assert.ok(!body.includes(secret), body);
   }
 });
 
