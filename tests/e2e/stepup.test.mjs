@@ -685,6 +685,66 @@ test('webhooks announce new requests and decisions, without secrets', async () =
   }
 });
 
+test('webhooks announce approvals, quorum progress and expiry, once each', async () => {
+  const one = (await ask()).json.auth_req_id;
+  assert.equal((await approve(alice, one, { reason: 'fine' })).status, 200);
+  const [approved] = await hooksFor('approval.approved', one);
+  assert.ok(approved, 'approval.approved delivered');
+  assert.equal(approved.text, `Request ${one} was approved by alice and is no longer pending.`);
+  assert.deepEqual(approved.data, { id: one, decision: 'approve', approver: 'alice', pending: false, reason: 'fine' });
+
+  // A quorum: the first approval says more are needed, the last that the
+  // request is no longer pending.
+  const two = (await ask({ scope: 'forum:delete' })).json.auth_req_id;
+  assert.equal((await approve(alice, two)).status, 200);
+  assert.equal((await approve(bob, two, { reason: 'agreed' })).status, 200);
+  const [progress, quorum] = await hooksFor('approval.approved', two, 2);
+  assert.ok(quorum, 'both approvals delivered');
+  assert.equal(progress.text, `Request ${two} was approved by alice (more approvals needed).`);
+  assert.deepEqual(progress.data, { id: two, decision: 'approve', approver: 'alice', pending: true, reason: null });
+  assert.equal(quorum.text, `Request ${two} was approved by bob and is no longer pending.`);
+  assert.deepEqual(quorum.data, { id: two, decision: 'approve', approver: 'bob', pending: false, reason: 'agreed' });
+
+  // Expiry found by the sweeper, nobody polling.
+  const three = (await ask({ requested_expiry: '1' })).json.auth_req_id;
+  const [swept] = await hooksFor('approval.expired', three);
+  assert.ok(swept, 'approval.expired delivered for a pending request');
+  assert.equal(swept.text, `Request ${three} expired without being used.`);
+  assert.deepEqual(swept.data, { id: three });
+  // Expiry found by an approver's late decision. The sweeper just ran (it
+  // found the request above) and runs every 2 s: this request expires
+  // between two sweeps and the approval comes first.
+  const five = (await ask({ requested_expiry: '1' })).json.auth_req_id;
+  await sleep(1100);
+  const tooLate = await approve(alice, five);
+  assert.equal(tooLate.status, 409);
+  assert.match(tooLate.json.error_description, /expired/);
+  const [refused] = await hooksFor('approval.expired', five);
+  assert.ok(refused, 'approval.expired delivered for a request an approver found expired');
+  assert.equal(refused.text, `Request ${five} expired without being used.`);
+  // Expiry of an approved request found by the agent's late collection
+  // (or by the sweeper, whichever comes first).
+  const four = (await ask({ requested_expiry: '2' })).json.auth_req_id;
+  assert.equal((await approve(alice, four)).status, 200);
+  await sleep(2300);
+  assert.equal((await collect(four)).json.error, 'expired_token');
+  const [late] = await hooksFor('approval.expired', four);
+  assert.ok(late, 'approval.expired delivered for an approved request');
+  assert.equal(late.text, `Request ${four} expired without being used.`);
+  assert.deepEqual(late.data, { id: four });
+
+  // After one more sweep, and a later event through the same in-order
+  // queue: a duplicate of any of the above would have arrived by now.
+  await sleep(2100);
+  const marker = (await ask()).json.auth_req_id;
+  assert.equal((await deny(alice, marker, { reason: 'marker' })).status, 200);
+  assert.equal((await hooksFor('approval.denied', marker)).length, 1);
+  for (const [event, id, n] of [['approval.approved', one, 1], ['approval.approved', two, 2],
+    ['approval.expired', three, 1], ['approval.expired', four, 1], ['approval.expired', five, 1]]) {
+    assert.equal(hooks.filter((h) => h.event === event && h.data.id === id).length, n, `${event} ${id}`);
+  }
+});
+
 test('a webhook delivery is retried: two 500s, then the third attempt delivers it', async () => {
   refusals.set('retry check', 2);
   const id = (await ask({ binding_message: 'retry check' })).json.auth_req_id;
