@@ -131,6 +131,40 @@ function minted() {
   return b.sql(`SELECT (SELECT count(*) FROM tokens), (SELECT count(*) FROM audit_events WHERE type = 'token.issued')`)[0].join(' ');
 }
 
+// A webhook receiver that holds every delivery unanswered until release(),
+// then answers them and every later one at once (seen: what it got).
+async function hangingReceiver() {
+  const held = [];
+  const seen = [];
+  let hanging = true;
+  const release = () => {
+    hanging = false;
+    for (const h of held.splice(0)) {
+      seen.push(JSON.parse(h.body));
+      h.res.end('ok');
+    }
+  };
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      bodies.push(body);
+      if (hanging) held.push({ res, body });
+      else {
+        seen.push(JSON.parse(body));
+        res.end('ok');
+      }
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const close = () => {
+    release();
+    server.closeAllConnections();
+    server.close();
+  };
+  return { held, seen, release, close, url: `http://127.0.0.1:${server.address().port}/hook` };
+}
+
 function auditCount(type, id) {
   return Number(b.sql(`SELECT count(*) FROM audit_events WHERE type = '${type}' AND subject = 'approval:${id}'`)[0][0]);
 }
@@ -769,35 +803,11 @@ test('a webhook delivery is retried: two 500s, then the third attempt delivers i
 });
 
 test('a webhook receiver that never answers delays no request, and the broker keeps working', async () => {
-  // A second broker process on the same database whose webhook receiver
+  // A second broker process on the same database, whose webhook receiver
   // holds every delivery without answering.
-  const held = [];
-  const seen = [];
-  let hanging = true;
-  const release = () => {
-    hanging = false;
-    for (const h of held.splice(0)) {
-      seen.push(JSON.parse(h.body));
-      h.res.end('ok');
-    }
-  };
-  const slow = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      bodies.push(body);
-      if (hanging) held.push({ res, body });
-      else {
-        seen.push(JSON.parse(body));
-        res.end('ok');
-      }
-    });
-  });
-  await new Promise((r) => slow.listen(0, '127.0.0.1', r));
-  const s = await b.sibling({
-    COUNTERSIGN_WEBHOOK_URL: `http://127.0.0.1:${slow.address().port}/hook`,
-    COUNTERSIGN_WEBHOOK_TIMEOUT: '3',
-  });
+  const slow = await hangingReceiver();
+  const { held, seen, release } = slow;
+  const s = await b.sibling({ COUNTERSIGN_WEBHOOK_URL: slow.url, COUNTERSIGN_WEBHOOK_TIMEOUT: '3' });
   const timed = async (what, call) => {
     const t0 = performance.now();
     const r = await call();
@@ -832,7 +842,33 @@ test('a webhook receiver that never answers delays no request, and the broker ke
   } finally {
     release();
     await s.stop();
-    slow.closeAllConnections();
+    slow.close();
+  }
+});
+
+test('a stopping broker gives queued webhooks webhook_timeout more seconds, then drops the rest', async () => {
+  const slow = await hangingReceiver();
+  const s = await b.sibling({ COUNTERSIGN_WEBHOOK_URL: slow.url, COUNTERSIGN_WEBHOOK_TIMEOUT: '2' });
+  let stopped = false;
+  try {
+    for (let i = 0; i < 8; i++) {
+      assert.equal((await ask({ binding_message: `stop check ${i}` }, agent, s)).status, 200);
+    }
+    for (let i = 0; i < 40 && slow.held.length === 0; i++) await sleep(50);
+    assert.equal(slow.held.length, 1, 'the delivery thread is waiting on the receiver');
+    // One 2 s timeout per queued event would hold the exit for 16 s: past
+    // the 10 s after which stop() kills the broker (and failed the test),
+    // as systemd (TimeoutStopSec=15s) and Kubernetes would.
+    const t0 = performance.now();
+    stopped = true;
+    await s.stop();
+    const ms = performance.now() - t0;
+    assert.ok(ms < 4500, `the broker took ${Math.round(ms)} ms to stop`);
+    const [, n] = s.logs.match(/webhook: (\d+) queued events dropped at shutdown/) || [];
+    assert.ok(Number(n) > 0, 'the rest is dropped, and logged');
+    assert.equal(new Set(slow.held.map((h) => h.body)).size + Number(n), 8, 'every event tried once or dropped');
+  } finally {
+    if (!stopped) await s.stop();
     slow.close();
   }
 });
