@@ -1081,6 +1081,22 @@ expire_in_tx(const char *id)
 	return db_exec(&expire_one, params, NULL);
 }
 
+/*
+ * Tell approvers that request id expired, once the transaction recording
+ * it has committed. Whoever notices an expiry first records it (the
+ * sweeper, a late collection or a late decision), so each expiry is
+ * announced once.
+ */
+static void
+notify_expired(const char *id)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text), "Request %s expired without being used.",
+	    id);
+	notify_event("approval.expired", text, json_pack("{s:s}", "id", id));
+}
+
 enum cs_err
 approvals_decide(const struct broker_config *cfg,
     const struct approver *approver, const char *id,
@@ -1147,6 +1163,7 @@ approvals_decide(const struct broker_config *cfg,
 		if ((rc = expire_in_tx(id)) != CS_OK || (rc = db_commit()) != CS_OK)
 			goto unavailable;
 		in_tx = 0;
+		notify_expired(id);
 		rc = cs_error_set(err, CS_ERR_CONFLICT, "the request has expired");
 		goto out;
 	}
@@ -1392,8 +1409,7 @@ approvals_collect(const struct broker_config *cfg,
 		if ((rc = expire_in_tx(id)) != CS_OK || (rc = db_commit()) != CS_OK)
 			goto unavailable;
 		in_tx = 0;
-		notify_event("approval.expired", "An approval request expired "
-		    "before it was used.", json_pack("{s:s}", "id", id));
+		notify_expired(id);
 		rc = cs_error_set(err, CS_ERR_EXPIRED_TOKEN,
 		    "the approval request has expired");
 		goto out;
@@ -1588,9 +1604,7 @@ approvals_expire_due(int *n)
 	if (rc != CS_OK)
 		return rc;
 	for (i = 0; i < db_nrows(res); i++)
-		notify_event("approval.expired", "An approval request expired "
-		    "without being used.", json_pack("{s:s}", "id",
-		    db_value(res, i, 0)));
+		notify_expired(db_value(res, i, 0));
 	if (n != NULL)
 		*n = db_nrows(res);
 	db_result_free(res);

@@ -23,19 +23,51 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static struct item *head, *tail;
 static size_t queued;
+static struct timespec stop_by;	/* once stopping: end of the drain */
 
-static void
+/*
+ * Seconds an attempt may take now (mu held): webhook_timeout, or once
+ * stopping what is left of the drain, rounded up; 0 when none is left.
+ */
+static int
+attempt_timeout(void)
+{
+	struct timespec now;
+	long long ms;
+
+	if (!stopping)
+		return cfg_->webhook_timeout;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(stop_by.tv_sec - now.tv_sec) * 1000 +
+	    (stop_by.tv_nsec - now.tv_nsec) / 1000000;
+	if (ms <= 0)
+		return 0;
+	return ms < (long long)cfg_->webhook_timeout * 1000 ?
+	    (int)((ms + 999) / 1000) : cfg_->webhook_timeout;
+}
+
+/*
+ * POST body, up to NOTIFY_ATTEMPTS times. Once stopping, one attempt at
+ * most, cut to what is left of the drain; -1 if there was no time left
+ * to try at all.
+ */
+static int
 deliver(const char *body)
 {
-	int attempt;
+	int attempt, timeout, stop;
 
 	for (attempt = 1; attempt <= NOTIFY_ATTEMPTS; attempt++) {
 		long status = 0;
 
+		pthread_mutex_lock(&mu);
+		timeout = attempt > 1 && stopping ? 0 : attempt_timeout();
+		pthread_mutex_unlock(&mu);
+		if (timeout == 0)
+			return attempt == 1 ? -1 : 0;
 		if (httpclient_request("POST", cfg_->webhook_url, NULL,
-		    "application/json", body, strlen(body), cfg_->webhook_timeout,
+		    "application/json", body, strlen(body), timeout,
 		    &status, NULL, NULL) == 0 && status >= 200 && status < 300)
-			return;
+			return 0;
 		log_fields(LOG_LEVEL_WARN, "webhook delivery failed",
 		    json_pack("{s:i, s:i}", "attempt", attempt, "status",
 		    (int)status));
@@ -43,20 +75,22 @@ deliver(const char *body)
 			struct timespec ts = { 0, 200000000L * attempt };
 
 			pthread_mutex_lock(&mu);
-			if (stopping) {
-				pthread_mutex_unlock(&mu);
-				return;
-			}
+			stop = stopping;
 			pthread_mutex_unlock(&mu);
+			if (stop)
+				return 0;
 			nanosleep(&ts, NULL);
 		}
 	}
 	log_warn("webhook event dropped after %d attempts", NOTIFY_ATTEMPTS);
+	return 0;
 }
 
 static void *
 worker(void *arg)
 {
+	size_t dropped = 0;
+
 	(void)arg;
 	for (;;) {
 		struct item *it;
@@ -74,10 +108,13 @@ worker(void *arg)
 			tail = NULL;
 		queued--;
 		pthread_mutex_unlock(&mu);
-		deliver(it->body);
+		if (deliver(it->body) != 0)
+			dropped++;
 		free(it->body);
 		free(it);
 	}
+	if (dropped > 0)
+		log_warn("webhook: %zu queued events dropped at shutdown", dropped);
 	return NULL;
 }
 
@@ -100,6 +137,13 @@ notify_stop(void)
 		return;
 	pthread_mutex_lock(&mu);
 	stopping = 1;
+	/*
+	 * A receiver that hangs would otherwise hold the exit for one timeout
+	 * per queued event (up to NOTIFY_QUEUE_MAX of them), far past the stop
+	 * timeout of systemd or Kubernetes.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &stop_by);
+	stop_by.tv_sec += cfg_->webhook_timeout;
 	pthread_cond_signal(&cv);
 	pthread_mutex_unlock(&mu);
 	pthread_join(thread, NULL);

@@ -20,7 +20,11 @@
 /* notify_start(cfg): start the delivery thread if a webhook is set. */
 int notify_start(const struct broker_config *cfg);
 
-/* notify_stop(): deliver what is queued (bounded), stop the thread. */
+/*
+ * notify_stop(): deliver what is queued within webhook_timeout more seconds
+ * (each attempt cut to what is left), drop and log the rest, stop the
+ * thread.
+ */
 void notify_stop(void);
 
 /*

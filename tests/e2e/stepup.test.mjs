@@ -10,6 +10,8 @@ import { Broker, decodeJwt, sleep } from './lib.mjs';
 
 const AUD = 'https://forum.example';
 const CIBA = 'urn:openid:params:grant-type:ciba';
+const XG = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const AT = 'urn:ietf:params:oauth:token-type:access_token';
 let b;
 let agent;
 let other;
@@ -19,6 +21,16 @@ let carol;
 let owner;
 let outsider;
 const hooks = [];
+// Every delivery attempt the receiver saw: its raw body and the status it
+// answered.
+const attempts = [];
+// The raw body of every delivery attempt to any receiver.
+const bodies = [];
+// binding_message -> how many more deliveries of its approval.requested
+// event the receiver refuses with a 500.
+const refusals = new Map();
+// Every access token the tests collected, to look for in webhook bodies.
+const issued = [];
 let hookServer;
 
 before(async () => {
@@ -26,7 +38,17 @@ before(async () => {
     let body = '';
     req.on('data', (d) => { body += d; });
     req.on('end', () => {
-      hooks.push(JSON.parse(body));
+      bodies.push(body);
+      const hook = JSON.parse(body);
+      const left = refusals.get(hook.data.binding_message) ?? 0;
+      attempts.push({ at: Date.now(), hook, body, status: left > 0 ? 500 : 200 });
+      if (left > 0) {
+        refusals.set(hook.data.binding_message, left - 1);
+        res.statusCode = 500;
+        res.end('busy');
+        return;
+      }
+      hooks.push(hook);
       res.end('ok');
     });
   });
@@ -64,8 +86,8 @@ after(async () => {
 
 const digest = (body) => 'sha256:' + createHash('sha256').update(body).digest('hex');
 
-async function ask(extra = {}, who = agent) {
-  const r = await b.post('/oauth2/bc-authorize', {
+async function ask(extra = {}, who = agent, broker = b) {
+  const r = await broker.post('/oauth2/bc-authorize', {
     scope: 'forum:read forum:post',
     resource: AUD,
     binding_message: 'Post the answer to thread 42 that the user asked for',
@@ -74,10 +96,10 @@ async function ask(extra = {}, who = agent) {
   return r;
 }
 
-async function approverCall(key, method, path, body) {
+async function approverCall(key, method, path, body, broker = b) {
   const headers = { authorization: `Bearer ${key}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const r = await fetch(`${b.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(`${broker.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
   let json;
   try { json = JSON.parse(text); } catch { json = undefined; }
@@ -86,8 +108,62 @@ async function approverCall(key, method, path, body) {
 
 const approve = (key, id, body = {}) => approverCall(key, 'POST', `/v1/approvals/${id}/approve`, body);
 const deny = (key, id, body = { reason: 'not now' }) => approverCall(key, 'POST', `/v1/approvals/${id}/deny`, body);
-const collect = (id, who = agent, extra = {}) =>
-  b.post('/oauth2/token', { grant_type: CIBA, auth_req_id: id, ...extra }, { auth: who });
+async function collect(id, who = agent, extra = {}, broker = b) {
+  const r = await broker.post('/oauth2/token', { grant_type: CIBA, auth_req_id: id, ...extra }, { auth: who });
+  if (r.json && r.json.access_token) issued.push(r.json.access_token);
+  return r;
+}
+
+// The delivered webhooks of one event about one request, once n of them
+// have arrived (or what there is after 5 s).
+async function hooksFor(event, id, n = 1, seen = hooks) {
+  let found = [];
+  for (let i = 0; i < 50; i++) {
+    found = seen.filter((h) => h.event === event && h.data.id === id);
+    if (found.length >= n) break;
+    await sleep(100);
+  }
+  return found;
+}
+
+// Token rows and token.issued events so far: unchanged where nothing was minted.
+function minted() {
+  return b.sql(`SELECT (SELECT count(*) FROM tokens), (SELECT count(*) FROM audit_events WHERE type = 'token.issued')`)[0].join(' ');
+}
+
+// A webhook receiver that holds every delivery unanswered until release(),
+// then answers them and every later one at once (seen: what it got).
+async function hangingReceiver() {
+  const held = [];
+  const seen = [];
+  let hanging = true;
+  const release = () => {
+    hanging = false;
+    for (const h of held.splice(0)) {
+      seen.push(JSON.parse(h.body));
+      h.res.end('ok');
+    }
+  };
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      bodies.push(body);
+      if (hanging) held.push({ res, body });
+      else {
+        seen.push(JSON.parse(body));
+        res.end('ok');
+      }
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const close = () => {
+    release();
+    server.closeAllConnections();
+    server.close();
+  };
+  return { held, seen, release, close, url: `http://127.0.0.1:${server.address().port}/hook` };
+}
 
 function auditCount(type, id) {
   return Number(b.sql(`SELECT count(*) FROM audit_events WHERE type = '${type}' AND subject = 'approval:${id}'`)[0][0]);
@@ -152,6 +228,14 @@ test('the whole flow: request, pending, approve, collect once, second collect fa
   assert.equal(again.status, 400);
   assert.equal(again.json.error, 'invalid_grant');
   assert.equal(again.json.access_token, undefined);
+  // A consumed request takes no more decisions, from anybody.
+  for (const late of [await approve(bob, id, { reason: 'late' }), await deny(carol, id, { reason: 'too late' })]) {
+    assert.equal(late.status, 409, JSON.stringify(late.json));
+    assert.equal(late.json.error, 'conflict');
+    assert.match(late.json.error_description, /already consumed/);
+  }
+  assert.equal(auditCount('approval.denied', id), 0);
+  assert.equal(b.sql(`SELECT count(*) FROM approval_decisions WHERE request_id = '${id}'`)[0][0], '1');
 
   const rows = b.sql(`SELECT approval_id, max_uses FROM tokens WHERE jti = '${payload.jti}'`);
   assert.deepEqual(rows, [[id, '1']]);
@@ -347,6 +431,34 @@ test('approver authentication: no key, wrong key, agent credentials', async () =
   assert.ok(failures >= 5);
 });
 
+test('only a peppered hash of an approver key is stored, never the key', async () => {
+  const first = b.cliOk('approver', 'add', 'grace', '--groups', 'forum-mods', '--json').json.api_key;
+  const key = b.cliOk('approver', 'rotate-key', 'grace', '--json').json.api_key;
+  for (const k of [first, key]) assert.match(k, /^[A-Za-z0-9_-]{43}$/);
+  assert.equal((await approverCall(key, 'GET', '/v1/approvals')).status, 200, 'the key works');
+  assert.equal((await approverCall(first, 'GET', '/v1/approvals')).status, 401, 'the rotated key does not');
+  const [[len, hex]] = b.sql("SELECT octet_length(key_hash), encode(key_hash, 'hex') FROM approvers WHERE name = 'grace'");
+  assert.equal(len, '32');
+  // Not the key's bytes, and not a plain SHA-256 of it that a stolen
+  // database would let anyone check guesses against.
+  assert.notEqual(hex, Buffer.from(key, 'base64url').toString('hex'));
+  assert.notEqual(hex, createHash('sha256').update(key).digest('hex'));
+  const dumps = [
+    b.sql("SELECT string_agg(a::text, '') FROM approvers a")[0][0],
+    b.sql("SELECT string_agg(e::text, '') FROM audit_events e")[0][0],
+    b.logs,
+  ];
+  for (const k of [first, key, alice, bob, carol, owner, outsider]) {
+    // bytea columns print as hex: look for the key's text and its bytes.
+    const forms = [k, Buffer.from(k).toString('hex'), Buffer.from(k, 'base64url').toString('hex')];
+    for (const dump of dumps) {
+      for (const form of forms) assert.ok(!dump.includes(form), 'an approver key is stored or logged');
+    }
+  }
+  assert.equal(b.sql(`SELECT count(*) FROM audit_events WHERE subject = 'approver:grace'
+                      AND type IN ('approver.created', 'approver.key_rotated')`)[0][0], '2');
+});
+
 test('write scopes never come from client_credentials; the error points to bc-authorize', async () => {
   const r = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:post', resource: AUD }, { auth: agent });
   assert.equal(r.status, 400);
@@ -366,17 +478,71 @@ test('no path mints a write-scoped token without a consumed approval', async () 
   assert.ok(Number(total) >= 4, 'earlier tests minted write tokens');
   // And each endpoint/grant tried with a write scope and no usable approval.
   const id = (await ask()).json.auth_req_id;
+  const read = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD },
+    { auth: agent });
+  assert.equal(read.status, 200, read.text);
+  const subject = read.json.access_token;
+  const subjectJti = decodeJwt(subject).payload.jti;
+  const mintedBefore = minted();
+  const exchange = (extra) => b.post('/oauth2/token', {
+    grant_type: XG, subject_token: subject, subject_token_type: AT, ...extra,
+  }, { auth: agent });
   const attempts = [
     b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:post', resource: AUD }, { auth: agent }),
     b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read forum:post', resource: AUD }, { auth: agent }),
-    b.post('/oauth2/token', { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', scope: 'forum:post' }, { auth: agent }),
+    exchange({ scope: 'forum:read forum:post' }),
+    exchange({ scope: 'forum:post', resource: AUD }),
     b.post('/oauth2/token', { grant_type: 'refresh_token', refresh_token: 'x', scope: 'forum:post' }, { auth: agent }),
     collect(id),
     collect(id, other),
   ];
-  for (const r of await Promise.all(attempts)) {
+  const results = await Promise.all(attempts);
+  for (const r of results) {
     assert.notEqual(r.status, 200, r.text);
     assert.equal(r.json.access_token, undefined);
+  }
+  // The exchanges got past authentication and the subject token's
+  // signature: a read token cannot be widened to a write scope.
+  for (const r of results.slice(2, 4)) {
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.error, 'invalid_scope');
+    assert.equal(r.json.error_description, "scope 'forum:post' is not in the subject token");
+  }
+  assert.deepEqual(b.sql(`SELECT details->>'reason' FROM audit_events WHERE type = 'token.denied'
+                          AND details->>'grant' = 'token-exchange' AND jti = '${subjectJti}'`),
+  [['scope_widened'], ['scope_widened']]);
+  assert.equal(minted(), mintedBefore, 'no token row and no token.issued');
+});
+
+test('token exchange refuses a subject scope that is a write scope now', async () => {
+  // No command turns a read scope into a write scope; an operator editing
+  // the table is the one way a live read token comes to carry one. The
+  // exchange must then refuse it rather than mint a write token from it.
+  b.cliOk('scope', 'add', 'forum:flag', '--kind', 'read');
+  b.cliOk('grant', 'add', 'writer', 'forum:flag', '--audience', AUD);
+  const read = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:flag', resource: AUD },
+    { auth: agent });
+  assert.equal(read.status, 200, read.text);
+  const subjectJti = decodeJwt(read.json.access_token).payload.jti;
+  b.sql("UPDATE scopes SET kind = 'write' WHERE name = 'forum:flag'");
+  try {
+    await sleep(1100); // past the grant cache (cache_ttl_ms 1000)
+    const before = minted();
+    for (const scope of ['forum:flag', undefined]) {
+      const r = await b.post('/oauth2/token', {
+        grant_type: XG, subject_token: read.json.access_token, subject_token_type: AT, scope,
+      }, { auth: agent });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json.error, 'invalid_scope');
+      assert.equal(r.json.error_description, "scope 'forum:flag' is a write scope: write scopes are never exchanged");
+      assert.equal(r.json.access_token, undefined);
+    }
+    assert.deepEqual(b.sql(`SELECT details->>'reason' FROM audit_events WHERE type = 'token.denied'
+                            AND details->>'grant' = 'token-exchange' AND jti = '${subjectJti}'`),
+    [['write_scope'], ['write_scope']]);
+    assert.equal(minted(), before, 'no token row and no token.issued');
+  } finally {
+    b.sql("UPDATE scopes SET kind = 'read' WHERE name = 'forum:flag'");
   }
 });
 
@@ -550,6 +716,173 @@ test('webhooks announce new requests and decisions, without secrets', async () =
   const all = JSON.stringify(hooks);
   for (const secret of [agent.secret, other.secret, alice, bob, carol, owner, outsider]) {
     assert.ok(!all.includes(secret));
+  }
+});
+
+test('webhooks announce approvals, quorum progress and expiry, once each', async () => {
+  const one = (await ask()).json.auth_req_id;
+  assert.equal((await approve(alice, one, { reason: 'fine' })).status, 200);
+  const [approved] = await hooksFor('approval.approved', one);
+  assert.ok(approved, 'approval.approved delivered');
+  assert.equal(approved.text, `Request ${one} was approved by alice and is no longer pending.`);
+  assert.deepEqual(approved.data, { id: one, decision: 'approve', approver: 'alice', pending: false, reason: 'fine' });
+
+  // A quorum: the first approval says more are needed, the last that the
+  // request is no longer pending.
+  const two = (await ask({ scope: 'forum:delete' })).json.auth_req_id;
+  assert.equal((await approve(alice, two)).status, 200);
+  assert.equal((await approve(bob, two, { reason: 'agreed' })).status, 200);
+  const [progress, quorum] = await hooksFor('approval.approved', two, 2);
+  assert.ok(quorum, 'both approvals delivered');
+  assert.equal(progress.text, `Request ${two} was approved by alice (more approvals needed).`);
+  assert.deepEqual(progress.data, { id: two, decision: 'approve', approver: 'alice', pending: true, reason: null });
+  assert.equal(quorum.text, `Request ${two} was approved by bob and is no longer pending.`);
+  assert.deepEqual(quorum.data, { id: two, decision: 'approve', approver: 'bob', pending: false, reason: 'agreed' });
+
+  // Expiry found by the sweeper, nobody polling.
+  const three = (await ask({ requested_expiry: '1' })).json.auth_req_id;
+  const [swept] = await hooksFor('approval.expired', three);
+  assert.ok(swept, 'approval.expired delivered for a pending request');
+  assert.equal(swept.text, `Request ${three} expired without being used.`);
+  assert.deepEqual(swept.data, { id: three });
+  // Expiry found by an approver's late decision. The sweeper just ran (it
+  // found the request above) and runs every 2 s: this request expires
+  // between two sweeps and the approval comes first.
+  const five = (await ask({ requested_expiry: '1' })).json.auth_req_id;
+  await sleep(1100);
+  const tooLate = await approve(alice, five);
+  assert.equal(tooLate.status, 409);
+  assert.match(tooLate.json.error_description, /expired/);
+  const [refused] = await hooksFor('approval.expired', five);
+  assert.ok(refused, 'approval.expired delivered for a request an approver found expired');
+  assert.equal(refused.text, `Request ${five} expired without being used.`);
+  // Expiry of an approved request found by the agent's late collection
+  // (or by the sweeper, whichever comes first).
+  const four = (await ask({ requested_expiry: '2' })).json.auth_req_id;
+  assert.equal((await approve(alice, four)).status, 200);
+  await sleep(2300);
+  assert.equal((await collect(four)).json.error, 'expired_token');
+  const [late] = await hooksFor('approval.expired', four);
+  assert.ok(late, 'approval.expired delivered for an approved request');
+  assert.equal(late.text, `Request ${four} expired without being used.`);
+  assert.deepEqual(late.data, { id: four });
+
+  // After one more sweep, and a later event through the same in-order
+  // queue: a duplicate of any of the above would have arrived by now.
+  await sleep(2100);
+  const marker = (await ask()).json.auth_req_id;
+  assert.equal((await deny(alice, marker, { reason: 'marker' })).status, 200);
+  assert.equal((await hooksFor('approval.denied', marker)).length, 1);
+  for (const [event, id, n] of [['approval.approved', one, 1], ['approval.approved', two, 2],
+    ['approval.expired', three, 1], ['approval.expired', four, 1], ['approval.expired', five, 1]]) {
+    assert.equal(hooks.filter((h) => h.event === event && h.data.id === id).length, n, `${event} ${id}`);
+  }
+});
+
+test('a webhook delivery is retried: two 500s, then the third attempt delivers it', async () => {
+  refusals.set('retry check', 2);
+  const id = (await ask({ binding_message: 'retry check' })).json.auth_req_id;
+  const delivered = await hooksFor('approval.requested', id);
+  assert.equal(delivered.length, 1, 'delivered once');
+  const tries = attempts.filter((a) => a.hook.event === 'approval.requested' && a.hook.data.id === id);
+  assert.deepEqual(tries.map((a) => a.status), [500, 500, 200]);
+  assert.ok(tries.every((a) => a.body === tries[0].body), 'the same body each time');
+  // With pauses between the attempts (0.2 s, then 0.4 s).
+  assert.ok(tries[2].at - tries[0].at >= 500, `${tries[2].at - tries[0].at} ms`);
+
+  // Bounded: a receiver that keeps failing sees three attempts; the event
+  // is then dropped and the next one delivered.
+  refusals.set('drop check', 10);
+  const dropped = (await ask({ binding_message: 'drop check' })).json.auth_req_id;
+  const next = (await ask({ binding_message: 'after the drop' })).json.auth_req_id;
+  assert.equal((await hooksFor('approval.requested', next)).length, 1, 'the next event is delivered');
+  assert.deepEqual(attempts.filter((a) => a.hook.data.id === dropped).map((a) => a.status), [500, 500, 500]);
+  assert.equal(refusals.get('drop check'), 7);
+  assert.ok(!hooks.some((h) => h.data.id === dropped));
+  assert.match(b.logs, /webhook event dropped after 3 attempts/);
+});
+
+test('a webhook receiver that never answers delays no request, and the broker keeps working', async () => {
+  // A second broker process on the same database, whose webhook receiver
+  // holds every delivery without answering.
+  const slow = await hangingReceiver();
+  const { held, seen, release } = slow;
+  const s = await b.sibling({ COUNTERSIGN_WEBHOOK_URL: slow.url, COUNTERSIGN_WEBHOOK_TIMEOUT: '3' });
+  const timed = async (what, call) => {
+    const t0 = performance.now();
+    const r = await call();
+    const ms = performance.now() - t0;
+    assert.equal(r.status, 200, `${what}: ${JSON.stringify(r.json)}`);
+    assert.ok(ms < 1000, `${what} took ${Math.round(ms)} ms with the webhook receiver hanging`);
+    return r;
+  };
+  try {
+    const ids = [(await timed('bc-authorize', () => ask({ binding_message: 'hang check' }, agent, s))).json.auth_req_id];
+    for (let i = 0; i < 40 && held.length === 0; i++) await sleep(50);
+    assert.equal(held.length, 1, 'the delivery thread is waiting on the receiver');
+    for (let i = 0; i < 3; i++) {
+      ids.push((await timed('bc-authorize', () => ask({ binding_message: `hang check ${i}` }, agent, s))).json.auth_req_id);
+    }
+    for (const id of ids) {
+      await timed('approve', () => approverCall(alice, 'POST', `/v1/approvals/${id}/approve`, {}, s));
+    }
+    await sleep(1100);
+    const t = await timed('collect', () => collect(ids[0], agent, {}, s));
+    assert.ok(t.json.access_token);
+    await timed('healthz', () => s.get('/healthz'));
+    // All of that happened while the first delivery was still waiting.
+    assert.equal(seen.length, 0);
+    assert.ok(held.length >= 1);
+    // Once the receiver answers, the queued events follow: none was lost.
+    release();
+    for (const id of ids) {
+      assert.ok((await hooksFor('approval.requested', id, 1, seen)).length >= 1, `approval.requested ${id}`);
+      assert.ok((await hooksFor('approval.approved', id, 1, seen)).length >= 1, `approval.approved ${id}`);
+    }
+  } finally {
+    release();
+    await s.stop();
+    slow.close();
+  }
+});
+
+test('a stopping broker gives queued webhooks webhook_timeout more seconds, then drops the rest', async () => {
+  const slow = await hangingReceiver();
+  const s = await b.sibling({ COUNTERSIGN_WEBHOOK_URL: slow.url, COUNTERSIGN_WEBHOOK_TIMEOUT: '2' });
+  let stopped = false;
+  try {
+    for (let i = 0; i < 8; i++) {
+      assert.equal((await ask({ binding_message: `stop check ${i}` }, agent, s)).status, 200);
+    }
+    for (let i = 0; i < 40 && slow.held.length === 0; i++) await sleep(50);
+    assert.equal(slow.held.length, 1, 'the delivery thread is waiting on the receiver');
+    // One 2 s timeout per queued event would hold the exit for 16 s: past
+    // the 10 s after which stop() kills the broker (and failed the test),
+    // as systemd (TimeoutStopSec=15s) and Kubernetes would.
+    const t0 = performance.now();
+    stopped = true;
+    await s.stop();
+    const ms = performance.now() - t0;
+    assert.ok(ms < 4500, `the broker took ${Math.round(ms)} ms to stop`);
+    const [, n] = s.logs.match(/webhook: (\d+) queued events dropped at shutdown/) || [];
+    assert.ok(Number(n) > 0, 'the rest is dropped, and logged');
+    assert.equal(new Set(slow.held.map((h) => h.body)).size + Number(n), 8, 'every event tried once or dropped');
+  } finally {
+    if (!stopped) await s.stop();
+    slow.close();
+  }
+});
+
+test('no webhook body carries a secret, an approver key or a token', () => {
+  const events = new Set(attempts.map((a) => a.hook.event));
+  for (const e of ['approval.requested', 'approval.approved', 'approval.denied', 'approval.expired']) {
+    assert.ok(events.has(e), `the tests delivered ${e}`);
+  }
+  assert.ok(bodies.length >= 30 && issued.length >= 5, `${bodies.length} bodies, ${issued.length} tokens`);
+  const secrets = [agent.secret, other.secret, alice, bob, carol, owner, outsider];
+  for (const token of issued) secrets.push(token, token.split('.')[2]);
+  for (const body of bodies) {
+    for (const secret of secrets) assert.ok(!body.includes(secret), body);
   }
 });
 
