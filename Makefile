@@ -102,6 +102,9 @@ $(BUILD)/libcountersign-verify.so: $(VERIFY_OBJS)
 	$(CC) -shared $(LDFLAGS_MODE:-pie=) -Wl,-soname,libcountersign-verify.so.0 \
 	    -Wl,--version-script=lib/verify.map \
 	    -o $@ $^ -lcrypto -ljansson -lcurl -lpthread
+	@# The name a linked program asks for at run time (its soname), so
+	@# LD_LIBRARY_PATH=$(BUILD) finds the library without an install.
+	ln -sf libcountersign-verify.so $(BUILD)/libcountersign-verify.so.0
 
 $(BUILD)/libcountersign.a: $(LIB_OBJS)
 	@echo "  AR      $@"

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -389,6 +389,8 @@ test('a program linked against the shared libcountersign-verify.so verifies a re
     .split('\n').filter((l) => l.trim()).map((l) => l.trim().split(/\s+/).at(-1));
   assert.ok(exported.includes('cs_verify') && exported.includes('cs_verifier_load_jwks_file'), exported.join(' '));
   assert.deepEqual(exported.filter((n) => !n.startsWith('cs_')), [], 'only the cs_* API leaves the library');
+  // The build links the soname beside the library, so LD_LIBRARY_PATH=build works.
+  assert.equal(readlinkSync(join(dirname(BIN), 'libcountersign-verify.so.0')), 'libcountersign-verify.so');
 
   const token = await readToken();
   const { dir, file } = await jwksFile();
