@@ -438,7 +438,8 @@ proof_refused(const char *service, const char *token,
     const struct tokens_proof *p, const struct cs_claims *c, char *why,
     size_t cap)
 {
-	char jkt[JOSE_KID_LEN + 1], clip[AUDIT_FIELD_MAX];
+	char jkt[JOSE_KID_LEN + 1];
+	char actor[CS_NAME_MAX + 16], subject[CS_NAME_MAX + 16];
 	struct cs_error perr;
 	const char *reason = NULL;
 	json_t *d;
@@ -456,9 +457,15 @@ proof_refused(const char *service, const char *token,
 	if (reason == NULL)
 		return 0;
 	snprintf(why, cap, "%s", reason);
+	/*
+	 * The service is authenticated and the token verified by now: name
+	 * them as token.used does (the agent is the token's subject).
+	 */
+	snprintf(actor, sizeof(actor), "service:%s", service);
+	snprintf(subject, sizeof(subject), "agent:%s", c->sub);
 	d = json_pack("{s:s, s:s}", "reason", reason, "service", service);
-	if (audit_append("token.dpop_refused", "anonymous",
-	    audit_clip(service, clip, 80), c->jti, d) != CS_OK)
+	if (audit_append("token.dpop_refused", actor, subject, c->jti, d) !=
+	    CS_OK)
 		rc = -1;
 	json_decref(d);
 	return rc;

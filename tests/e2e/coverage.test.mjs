@@ -107,7 +107,7 @@ test('every state-changing path writes exactly its event', async () => {
       // is audited before the use (as inactive) is counted.
       const r = await b.post('/oauth2/introspect', { token: ctx.token, dpop_proof: 'not.a.proof', htm: 'GET', htu: AUD }, { auth: ctx.svc });
       assert.deepEqual(r.json, { active: false });
-    }, [['token.dpop_refused', 'anonymous', 'cov-svc'], ['token.used', 'service:cov-svc', agentCtx]]],
+    }, [['token.dpop_refused', 'service:cov-svc', agentCtx], ['token.used', 'service:cov-svc', agentCtx]]],
     ['service auth failed', () => b.post('/oauth2/introspect', { token: ctx.token }, { auth: { id: 'cov-svc', secret: 'nope' } }), [['service.auth_failed', 'anonymous', 'cov-svc']]],
     ['token exchanged', async () => {
       const r = await b.post('/oauth2/token', { grant_type: XG, subject_token: ctx.token, subject_token_type: AT, scope: 'cov:read' }, { auth: ctx.agent });

@@ -504,9 +504,12 @@ test('forum: a token for another resource is 401 (wrong audience), without askin
 });
 
 test('forum: an expired token is 401', async () => {
-  const token = await readToken({ requested_ttl: '1' });
+  // Times are whole seconds (iat is the broker's clock rounded down), so a
+  // 1 s token issued late in a second may be dead before the forum's
+  // introspection reaches the broker: 2 s leaves at least one.
+  const token = await readToken({ requested_ttl: '2' });
   assert.equal((await call('GET', '/threads/42', { token })).status, 200);
-  await sleep(3100); // lifetime 1 s + the forum's leeway of 1 s (FORUM_LEEWAY)
+  await sleep(3100); // exp <= issuance + 2 s, + the forum's leeway of 1 s (FORUM_LEEWAY)
   const r = await call('GET', '/threads/42', { token });
   assert.equal(r.status, 401);
   assert.match(r.challenge, /error="invalid_token", error_description="the token has expired"/);
