@@ -353,11 +353,10 @@ mint(const struct broker_config *cfg, const struct exchange_request *req,
     struct state *s, int64_t ttl, struct token_issued *out,
     struct cs_error *err)
 {
-	struct keyset *ks = NULL;
 	struct db_result *res = NULL;
-	const struct jose_key *key;
 	json_t *c = NULL, *d = NULL;
 	char *claims = NULL, *arr = NULL, *details = NULL;
+	char kid[JOSE_KID_LEN + 1];
 	char idbuf[24], iatbuf[24], expbuf[24], callerbuf[24], actorbuf[24];
 	const char *params[14];
 	int64_t iat = util_now();
@@ -378,20 +377,15 @@ mint(const struct broker_config *cfg, const struct exchange_request *req,
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
-	if (keys_acquire(&ks) != CS_OK) {
-		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
-		    "no signing key is available right now");
+	if ((rc = tokens_sign(claims, out, kid, sizeof(kid), err)) != CS_OK)
 		goto out;
-	}
-	key = keys_signing(ks);
-	out->access_token = jose_sign(key, TOKENS_TYP, claims, strlen(claims));
 	d = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:O}", "subject_jti",
 	    s->c.jti, "scope", out->scope, "audience", s->audience, "ttl",
-	    (json_int_t)ttl, "kid", key->kid, "auth_method", req->client->method,
+	    (json_int_t)ttl, "kid", kid, "auth_method", req->client->method,
 	    "act", s->act);
 	details = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
 	arr = db_text_array((const char *const *)s->scopes.items, s->scopes.n);
-	if (out->access_token == NULL || details == NULL || arr == NULL) {
+	if (details == NULL || arr == NULL) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
@@ -406,7 +400,7 @@ mint(const struct broker_config *cfg, const struct exchange_request *req,
 	params[2] = arr;
 	params[3] = s->audience;
 	params[4] = s->c.client_id;
-	params[5] = key->kid;
+	params[5] = kid;
 	params[6] = iatbuf;
 	params[7] = expbuf;
 	params[8] = s->c.jti;
@@ -433,7 +427,6 @@ mint(const struct broker_config *cfg, const struct exchange_request *req,
 out:
 	if (rc != CS_OK)
 		tokens_issued_clear(out);
-	keys_release(ks);
 	json_decref(c);
 	json_decref(d);
 	free(claims);

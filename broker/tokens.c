@@ -184,12 +184,30 @@ build_claims(const struct broker_config *cfg, const struct token_mint *m,
 }
 
 enum cs_err
+tokens_sign(const char *claims, struct token_issued *out, char *kid,
+    size_t kidcap, struct cs_error *err)
+{
+	struct keyset *ks = NULL;
+	const struct jose_key *key;
+
+	if (keys_acquire(&ks) != CS_OK)
+		return cs_error_set(err, CS_ERR_UNAVAILABLE,
+		    "no signing key is available right now");
+	key = keys_signing(ks);
+	out->access_token = jose_sign(key, TOKENS_TYP, claims, strlen(claims));
+	snprintf(kid, kidcap, "%s", key->kid);
+	keys_release(ks);
+	if (out->access_token == NULL)
+		return cs_error_set(err, CS_ERR_INTERNAL, "signing failed");
+	return CS_OK;
+}
+
+enum cs_err
 tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
     struct token_issued *out, struct cs_error *err)
 {
-	struct keyset *ks = NULL;
 	struct db_result *res = NULL;
-	const struct jose_key *key;
+	char kid[JOSE_KID_LEN + 1];
 	char *claims = NULL, *arr = NULL, *details = NULL;
 	char idbuf[24], iatbuf[24], expbuf[24], usesbuf[24];
 	const char *params[14];
@@ -212,22 +230,12 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
-	rc = keys_acquire(&ks);
-	if (rc != CS_OK) {
-		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
-		    "no signing key is available right now");
+	if ((rc = tokens_sign(claims, out, kid, sizeof(kid), err)) != CS_OK)
 		goto out;
-	}
-	key = keys_signing(ks);
-	out->access_token = jose_sign(key, TOKENS_TYP, claims, strlen(claims));
-	if (out->access_token == NULL) {
-		rc = cs_error_set(err, CS_ERR_INTERNAL, "signing failed");
-		goto out;
-	}
 	{
 		json_t *d = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s?}", "scope",
 		    out->scope, "audience", m->audience, "ttl", (json_int_t)m->ttl,
-		    "kid", key->kid, "auth_method", m->client->method,
+		    "kid", kid, "auth_method", m->client->method,
 		    "approval", m->approval_id);
 
 		details = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
@@ -248,7 +256,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 	params[2] = arr;
 	params[3] = m->audience;
 	params[4] = m->client->client_id;
-	params[5] = key->kid;
+	params[5] = kid;
 	params[6] = iatbuf;
 	params[7] = expbuf;
 	params[8] = m->client->name;
@@ -269,7 +277,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 		bt.scopes = out->scope;
 		bt.audience = m->audience;
 		bt.client_id = m->client->client_id;
-		bt.kid = key->kid;
+		bt.kid = kid;
 		bt.iat = iat;
 		bt.exp = iat + m->ttl;
 		bt.agent_name = m->client->name;
@@ -310,7 +318,6 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 out:
 	if (rc != CS_OK)
 		tokens_issued_clear(out);
-	keys_release(ks);
 	free(claims);
 	free(arr);
 	free(details);

@@ -55,6 +55,15 @@ enum cs_err tokens_issue_read(const struct broker_config *cfg,
     const struct token_request *req, struct token_issued *out,
     struct cs_error *err);
 
+/*
+ * tokens_sign(claims, out, kid, kidcap, err): sign the compact JSON claims
+ * with the current signing key into out->access_token (the caller frees it
+ * with tokens_issued_clear) and copy that key's id into kid. The one place
+ * tokens are signed: tokens_mint and the token exchange both come here.
+ */
+enum cs_err tokens_sign(const char *claims, struct token_issued *out,
+    char *kid, size_t kidcap, struct cs_error *err);
+
 /* What tokens_mint needs; every pointer is borrowed. */
 struct token_mint {
 	const struct client *client;
