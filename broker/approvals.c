@@ -314,6 +314,22 @@ approvals_approver_clear(struct approver *a)
 	memset(a, 0, sizeof(*a));
 }
 
+int
+approvals_approver_fill(struct approver *out, const char *id,
+    const char *name, const char *email, const char *groups)
+{
+	size_t n = 0;
+
+	if (util_parse_int64(id, 1, INT64_MAX, &out->id) != 0 ||
+	    db_parse_text_array(groups, out->groups, APPROVALS_GROUPS_MAX,
+	    &n) != 0)
+		return -1;
+	out->ngroups = n;
+	snprintf(out->name, sizeof(out->name), "%s", name);
+	snprintf(out->email, sizeof(out->email), "%s", email);
+	return 0;
+}
+
 enum cs_err
 approvals_approver_add(const char *name, const char *email,
     const char *groups, const char *actor, char *key, struct cs_error *err)
@@ -488,7 +504,6 @@ approvals_authenticate_key(const char *key, struct approver *out,
 	char *hash_param = NULL, subject[CS_NAME_MAX + 16];
 	struct db_result *res = NULL;
 	enum cs_err rc;
-	size_t n = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (key == NULL)
@@ -520,15 +535,11 @@ approvals_authenticate_key(const char *key, struct approver *out,
 		rc = approver_auth_failed("disabled", subject, err);
 		goto out;
 	}
-	if (util_parse_int64(db_value(res, 0, 0), 1, INT64_MAX, &out->id) != 0 ||
-	    db_parse_text_array(db_value(res, 0, 3), out->groups,
-	    APPROVALS_GROUPS_MAX, &n) != 0) {
+	if (approvals_approver_fill(out, db_value(res, 0, 0), db_value(res, 0, 1),
+	    db_value(res, 0, 2), db_value(res, 0, 3)) != 0) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
-	out->ngroups = n;
-	snprintf(out->name, sizeof(out->name), "%s", db_value(res, 0, 1));
-	snprintf(out->email, sizeof(out->email), "%s", db_value(res, 0, 2));
 	rc = CS_OK;
 out:
 	if (rc != CS_OK)

@@ -41,6 +41,15 @@ struct approver {
 void approvals_approver_clear(struct approver *a);
 
 /*
+ * approvals_approver_fill(out, id, name, email, groups): out from the text
+ * of an approvers row (groups as a PostgreSQL array literal), as both the
+ * key and the web-session authenticators read it. 0, or -1; the caller
+ * clears out either way.
+ */
+int approvals_approver_fill(struct approver *out, const char *id,
+    const char *name, const char *email, const char *groups);
+
+/*
  * approvals_approver_add(name, email, groups, actor, key, err): create an
  * approver in the comma-separated groups with a new random API key, stored
  * only as an HMAC; audit approver.created. key (APPROVALS_KEY_LEN + 1

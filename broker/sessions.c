@@ -172,7 +172,6 @@ sessions_lookup(const char *id, int64_t idle, struct approver *out,
 	char idlebuf[24];
 	char *hash_param = NULL;
 	enum cs_err rc;
-	size_t n = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (!well_formed(id))
@@ -195,16 +194,13 @@ sessions_lookup(const char *id, int64_t idle, struct approver *out,
 		    "not signed in (no session or session expired)");
 		goto out;
 	}
-	if (util_parse_int64(db_value(res, 0, 0), 1, INT64_MAX, &out->id) != 0 ||
+	if (approvals_approver_fill(out, db_value(res, 0, 0), db_value(res, 0, 1),
+	    db_value(res, 0, 2), db_value(res, 0, 3)) != 0 ||
 	    util_parse_int64(db_value(res, 0, 4), 0, INT64_MAX, expires_at) != 0 ||
-	    db_parse_text_array(db_value(res, 0, 3), out->groups,
-	    APPROVALS_GROUPS_MAX, &n) != 0 || derive_csrf(id, csrf) != 0) {
+	    derive_csrf(id, csrf) != 0) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
-	out->ngroups = n;
-	snprintf(out->name, sizeof(out->name), "%s", db_value(res, 0, 1));
-	snprintf(out->email, sizeof(out->email), "%s", db_value(res, 0, 2));
 	rc = CS_OK;
 out:
 	if (rc != CS_OK)
