@@ -1,8 +1,12 @@
-# tests/bench/common.sh: sourced by leakcheck.sh and soak.sh. A throwaway
-# PostgreSQL and one broker binary, with an agent, a service and an
-# approver, and a load mix (mix.lua) to run against it.
+# tests/bench/common.sh: sourced by run.sh, leakcheck.sh and soak.sh. A
+# throwaway PostgreSQL and one broker binary, with an agent, a service and
+# an approver, and a load mix (mix.lua) to run against it.
 #
-#   cs_setup BIN        init the cluster and database, migrate, create the
+#   cs_cluster DB       init and start the cluster, create database DB and
+#                       a master key, export the broker's environment
+#                       (CS_THREADS worker threads, default 8; request
+#                       budgets lifted); sets port and owner
+#   cs_setup BIN        cs_cluster, then migrate and create the
 #                       principals; sets work, port, owner, and the
 #                       BENCH_* variables mix.lua reads
 #   cs_start_broker     start "BIN serve" in the background (broker_pid),
@@ -30,15 +34,14 @@ cs_cleanup() {
 }
 trap cs_cleanup EXIT
 
-cs_setup() {
-	bin=$1
-	local pgport creds svc
+cs_cluster() {
+	local pgport
 	pgport=$(free_port)
 	port=$(free_port)
 	"$root/deploy/pg.sh" init "$pgdir" "$pgport" >/dev/null
 	"$root/deploy/pg.sh" start "$pgdir" >/dev/null
-	"$root/deploy/pg.sh" createdb "$pgdir" load >/dev/null
-	owner=$("$root/deploy/pg.sh" url "$pgdir" load)
+	"$root/deploy/pg.sh" createdb "$pgdir" "$1" >/dev/null
+	owner=$("$root/deploy/pg.sh" url "$pgdir" "$1")
 	(umask 077; openssl rand -base64 32 > "$work/master.key")
 	export COUNTERSIGN_DATABASE_URL=${owner/postgres@/countersign_broker@}
 	export COUNTERSIGN_MIGRATE_DATABASE_URL=$owner
@@ -46,11 +49,18 @@ cs_setup() {
 	export COUNTERSIGN_LISTEN=127.0.0.1:$port
 	export COUNTERSIGN_LOG_LEVEL=warn
 	export COUNTERSIGN_THREADS=${CS_THREADS:-8}
-	# One agent and one service make nearly every request: lift their
-	# budgets (the lockout for the wrong-secret requests stays on).
+	# One agent, one service and one approver make nearly every request:
+	# lift their budgets (the lockout for wrong secrets stays on).
 	export COUNTERSIGN_RATE_TOKEN=0
+	export COUNTERSIGN_RATE_BC_AUTHORIZE=0
 	export COUNTERSIGN_RATE_INTROSPECT=0
 	export COUNTERSIGN_RATE_APPROVER=0
+}
+
+cs_setup() {
+	bin=$1
+	local creds svc
+	cs_cluster load
 	"$bin" migrate >/dev/null
 	"$bin" scope add load:read --kind read >/dev/null
 	"$bin" scope add load:write --kind write --approver-group ops --no-require-dpop >/dev/null

@@ -8,41 +8,11 @@
 #   BENCH_THREADS  broker worker threads (default 64, the broker's own default)
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${BENCH_SECONDS:-8}
-threads=${BENCH_THREADS:-64}
+# The cluster, the broker's environment and the clean-up on exit.
+. "$(dirname "$0")/common.sh"
 bin="$root/build/countersign"
-work=$(mktemp -d /tmp/cs-bench.XXXXXX)
-pgdir="$work/pg"
-pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-broker_pid=
-
-cleanup() {
-	[ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-	"$root/deploy/pg.sh" stop "$pgdir" immediate >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$root/deploy/pg.sh" init "$pgdir" "$pgport" >/dev/null
-"$root/deploy/pg.sh" start "$pgdir" >/dev/null
-"$root/deploy/pg.sh" createdb "$pgdir" bench >/dev/null
-owner=$("$root/deploy/pg.sh" url "$pgdir" bench)
-(umask 077; openssl rand -base64 32 > "$work/master.key")
-export COUNTERSIGN_DATABASE_URL=${owner/postgres@/countersign_broker@}
-export COUNTERSIGN_MIGRATE_DATABASE_URL=$owner
-export COUNTERSIGN_MASTER_KEY_FILE=$work/master.key
-export COUNTERSIGN_LISTEN=127.0.0.1:$port
-export COUNTERSIGN_LOG_LEVEL=warn
-export COUNTERSIGN_THREADS=$threads
-# One agent, one service and one approver make every request here: lift
-# their budgets (the lockout for wrong secrets stays on).
-export COUNTERSIGN_RATE_TOKEN=0
-export COUNTERSIGN_RATE_BC_AUTHORIZE=0
-export COUNTERSIGN_RATE_INTROSPECT=0
-export COUNTERSIGN_RATE_APPROVER=0
-export COUNTERSIGN_RATE_INTROSPECT=0
+CS_THREADS=${BENCH_THREADS:-64} cs_cluster bench
 "$bin" migrate >/dev/null
 "$bin" scope add bench:read --kind read >/dev/null
 creds=$("$bin" agent add bench --json)
@@ -172,7 +142,7 @@ echo "== side by side with node oidc-provider (client credentials, JWT access to
 if [ ! -d "$root/tests/bench/oidc-provider/node_modules/oidc-provider" ]; then
 	(cd "$root/tests/bench/oidc-provider" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
-peer_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+peer_port=$(free_port)
 peer_basic=$(printf 'bench:bench-peer-secret' | base64 -w0)
 (cd "$root/tests/bench/oidc-provider" && \
     exec node server.mjs "$peer_port" bench bench-peer-secret) 2>/dev/null &
