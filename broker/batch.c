@@ -219,6 +219,10 @@ out:
  * each token row is updated at most once per statement and "exactly one
  * active use" of a single-use token still holds: concurrent batches queue
  * on the row lock and re-check the limit on the row they then see.
+ * The update names its rows by "jti = ANY ($1)", not by a join with r:
+ * joined, the planner may scan every token for each batch (it did, once
+ * the filter on expires_at looked selective), and the cost of a use grew
+ * with the table.
  */
 static const struct db_stmt record_uses = {
 	"batch_record_uses",
@@ -229,7 +233,7 @@ static const struct db_stmt record_uses = {
 	"WHERE y.id = tk.actor_agent_id) AS actor_disabled_at FROM r "
 	"JOIN tokens tk ON tk.jti = r.jti JOIN agents a ON a.id = tk.agent_id), "
 	"u AS (UPDATE tokens tk SET use_count = tk.use_count + 1, "
-	"last_used_at = now() FROM r WHERE tk.jti = r.jti "
+	"last_used_at = now() WHERE tk.jti = ANY ($1::text[]) "
 	"AND tk.revoked_at IS NULL AND tk.expires_at > now() "
 	"AND (tk.max_uses IS NULL OR tk.use_count < tk.max_uses) "
 	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.disabled_at IS NOT NULL "
