@@ -45,7 +45,11 @@ static const struct db_stmt actor_row = {
  * and covers the new scopes and audience, no agent involved (subject,
  * caller, actor, and the subject's own actor) is disabled or suspended,
  * every scope is a read scope and every grant of the subject agent is
- * live. Zero rows back: nothing written.
+ * live. Zero rows back: nothing written. The subject's row is held FOR
+ * SHARE until the child is committed, so a revocation of the subject
+ * either comes first (and this statement, re-checking the row it waited
+ * for, sees it revoked) or waits and then finds the child to revoke with
+ * it (tokens.c, revoke_cascade).
  */
 static const struct db_stmt insert_exchanged = {
 	"exchange_insert",
@@ -63,7 +67,7 @@ static const struct db_stmt insert_exchanged = {
 	"AND (g.expires_at IS NULL OR g.expires_at > now())) "
 	"= cardinality($3::text[]) "
 	"AND (SELECT count(*) FROM scopes sc WHERE sc.name = ANY($3::text[]) "
-	"AND sc.kind = 'read') = cardinality($3::text[])), "
+	"AND sc.kind = 'read') = cardinality($3::text[]) FOR SHARE OF s), "
 	"t AS (INSERT INTO tokens (jti, agent_id, client_id, scopes, audience, "
 	"kid, issued_at, expires_at, subject_jti, actor_agent_id) "
 	"SELECT $2, $1, $5, $3::text[], $4, $6, to_timestamp($7::bigint), "

@@ -102,6 +102,26 @@ static const struct db_stmt revoke_jti = {
 	4
 };
 
+/*
+ * One level of the revocation cascade: revoke the unrevoked tokens that
+ * were exchanged from any of $1 (RFC 8693), and audit each. The caller
+ * repeats it with the jtis it returns until none come back.
+ */
+static const struct db_stmt revoke_children = {
+	"tokens_revoke_children",
+	"WITH r AS (UPDATE tokens SET revoked_at = now(), revoked_by = $2 "
+	"WHERE subject_jti = ANY ($1::text[]) AND revoked_at IS NULL "
+	"RETURNING jti, agent_id, subject_jti) "
+	"INSERT INTO audit_events (type, actor, subject, jti, details) "
+	"SELECT 'token.revoked', $2, 'agent:' || a.name, r.jti, "
+	"jsonb_build_object('via', $3::text, 'cascade_from', r.subject_jti) "
+	"FROM r JOIN agents a ON a.id = r.agent_id RETURNING jti",
+	3
+};
+
+/* Deeper than any delegation chain exchange.c lets grow. */
+#define CASCADE_MAX_DEPTH	16
+
 int64_t
 tokens_ttl(int64_t requested, int64_t def, int64_t global_max,
     const int64_t *limits, size_t n)
@@ -610,6 +630,56 @@ out:
 	return rc;
 }
 
+/*
+ * Revoke the tokens exchanged from jti, level by level, inside the
+ * caller's transaction. Sets *n to the number revoked.
+ */
+static enum cs_err
+revoke_cascade(const char *jti, const char *actor, const char *via,
+    int *n)
+{
+	const char *params[3];
+	struct db_result *res = NULL;
+	char *level = NULL, **jtis = NULL;
+	enum cs_err rc = CS_OK;
+	int depth, i, rows;
+
+	*n = 0;
+	if ((level = db_text_array(&jti, 1)) == NULL)
+		return CS_ERR_INTERNAL;
+	for (depth = 0; depth < CASCADE_MAX_DEPTH; depth++) {
+		params[0] = level;
+		params[1] = actor;
+		params[2] = via;
+		if ((rc = db_exec(&revoke_children, params, &res)) != CS_OK)
+			goto out;
+		if ((rows = db_nrows(res)) == 0)
+			goto out;
+		*n += rows;
+		if ((jtis = calloc((size_t)rows, sizeof(*jtis))) == NULL) {
+			rc = CS_ERR_INTERNAL;
+			goto out;
+		}
+		for (i = 0; i < rows; i++)
+			jtis[i] = (char *)db_value(res, i, 0);
+		free(level);
+		level = db_text_array((const char *const *)jtis, (size_t)rows);
+		free(jtis);
+		jtis = NULL;
+		db_result_free(res);
+		res = NULL;
+		if (level == NULL) {
+			rc = CS_ERR_INTERNAL;
+			goto out;
+		}
+	}
+out:
+	free(jtis);
+	free(level);
+	db_result_free(res);
+	return rc;
+}
+
 enum cs_err
 tokens_revoke_jti(const char *jti, int64_t agent_id, const char *actor,
     const char *via, int *revoked, struct cs_error *err)
@@ -618,6 +688,7 @@ tokens_revoke_jti(const char *jti, int64_t agent_id, const char *actor,
 	struct db_result *res = NULL;
 	char idbuf[24];
 	enum cs_err rc;
+	int cascaded = 0;
 
 	*revoked = 0;
 	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)agent_id);
@@ -625,15 +696,36 @@ tokens_revoke_jti(const char *jti, int64_t agent_id, const char *actor,
 	params[1] = actor;
 	params[2] = idbuf;
 	params[3] = via;
-	rc = db_exec(&revoke_jti, params, &res);
-	if (rc != CS_OK) {
-		db_result_free(res);
-		return cs_error_set(err, CS_ERR_UNAVAILABLE,
-		    "the broker cannot revoke right now");
-	}
+	/*
+	 * The token, then what was exchanged from it, in one transaction: a
+	 * revoked token leaves no live delegate behind. Each level is a
+	 * statement of its own, so it sees what committed while the first
+	 * statement waited: an exchange holds its subject's row (FOR SHARE)
+	 * until its child is committed, and an exchange that comes second
+	 * sees the subject revoked and mints nothing.
+	 */
+	if ((rc = db_begin()) != CS_OK)
+		goto unavailable;
+	if ((rc = db_exec(&revoke_jti, params, &res)) != CS_OK)
+		goto rollback;
 	*revoked = db_nrows(res) == 1;
+	if (*revoked && (rc = revoke_cascade(jti, actor, via, &cascaded)) !=
+	    CS_OK)
+		goto rollback;
+	if ((rc = db_commit()) != CS_OK)
+		goto unavailable;
+	if (cascaded > 0)
+		log_event(LOG_LEVEL_INFO, "token.revoked_cascade", json_pack(
+		    "{s:s, s:i}", "jti", jti, "exchanged_tokens", cascaded));
 	db_result_free(res);
 	return CS_OK;
+rollback:
+	db_rollback();
+	*revoked = 0;
+unavailable:
+	db_result_free(res);
+	return cs_error_set(err, CS_ERR_UNAVAILABLE,
+	    "the broker cannot revoke right now");
 }
 
 enum cs_err

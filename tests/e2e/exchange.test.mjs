@@ -3,8 +3,12 @@
 // a sub-agent; every widening is refused and audited.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as jose from 'jose';
-import { Broker, decodeJwt, sleep } from './lib.mjs';
+import { BIN, Broker, decodeJwt, sleep } from './lib.mjs';
+
+const execFileP = promisify(execFile);
 
 const AUD = 'https://forum.example';
 const WIKI = 'https://wiki.example';
@@ -169,6 +173,90 @@ test('disabling the actor makes its delegated tokens inactive', async () => {
   const r2 = await exchange(subject, { actor: 'no-such-agent' });
   assert.equal(r2.status, 400);
   assert.equal(lastDenial().reason, 'actor_unknown_or_disabled');
+});
+
+test('revoking a token revokes every token exchanged from it, down the chain, and only those', async () => {
+  const jtiOf = (t) => decodeJwt(t).payload.jti;
+  const subject = await issue();
+  const d1 = (await exchange(subject, { actor: 'summariser' })).json.access_token;
+  const d2 = (await exchange(d1, { actor: 'quoter' }, child)).json.access_token;
+  const d1b = (await exchange(subject, { scope: 'forum:read' })).json.access_token;
+  const other = await issue();
+  const o1 = (await exchange(other, { actor: 'summariser' })).json.access_token;
+  for (const t of [d1, d2, d1b, o1]) assert.equal((await introspect(t)).json.active, true);
+
+  assert.equal((await b.post('/oauth2/revoke', { token: subject }, { auth: parent })).status, 200);
+  for (const t of [subject, d1, d2, d1b]) assert.deepEqual((await introspect(t)).json, { active: false });
+  assert.equal((await introspect(other)).json.active, true);
+  assert.equal((await introspect(o1)).json.active, true);
+  // Each is audited as revoked by the same actor and means, naming the
+  // token it was exchanged from.
+  const rows = b.sql(`SELECT jti, actor, details->>'via', coalesce(details->>'cascade_from', '') FROM audit_events
+                      WHERE type = 'token.revoked' AND jti IN ('${[subject, d1, d2, d1b].map(jtiOf).join("','")}') ORDER BY seq`);
+  assert.deepEqual(rows.map((r) => r.join('|')).sort(), [
+    `${jtiOf(subject)}|agent:planner|rfc7009|`,
+    `${jtiOf(d1)}|agent:planner|rfc7009|${jtiOf(subject)}`,
+    `${jtiOf(d1b)}|agent:planner|rfc7009|${jtiOf(subject)}`,
+    `${jtiOf(d2)}|agent:planner|rfc7009|${jtiOf(d1)}`,
+  ].sort());
+  // Revoking again changes nothing and writes nothing more.
+  assert.equal((await b.post('/oauth2/revoke', { token: subject }, { auth: parent })).status, 200);
+  assert.equal(b.sql(`SELECT count(*) FROM audit_events WHERE type = 'token.revoked'
+                      AND jti IN ('${[subject, d1, d2, d1b].map(jtiOf).join("','")}')`)[0][0], '4');
+
+  // Revoking a delegate by jti takes its own delegates, not its subject.
+  const o2 = (await exchange(o1, { actor: 'quoter' }, child)).json.access_token;
+  b.cliOk('token', 'revoke', jtiOf(o1));
+  assert.equal((await introspect(other)).json.active, true);
+  assert.deepEqual((await introspect(o1)).json, { active: false });
+  assert.deepEqual((await introspect(o2)).json, { active: false });
+  assert.equal(b.sql(`SELECT details->>'via' || ' ' || (details->>'cascade_from') FROM audit_events
+                      WHERE type = 'token.revoked' AND jti = '${jtiOf(o2)}'`)[0][0], `cli ${jtiOf(o1)}`);
+});
+
+test('an exchange in flight while its subject is revoked is revoked with it', async () => {
+  const subject = await issue();
+  // Hold the subject agent's row so that the exchange, once it has read
+  // its subject and written its token, waits in its foreign-key check
+  // before it commits: the moment a revocation could miss it.
+  const psql = spawn('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', b.dbUrl], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  psql.stdout.on('data', (d) => { out += d; });
+  const psqlDone = new Promise((r) => psql.on('exit', r));
+  // Whether a statement whose text matches like waits for a lock.
+  const waits = (like) => b.sql(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                                 AND wait_event_type = 'Lock' AND query LIKE '${like}'`)[0][0] !== '0';
+  const until = async (what, cond) => {
+    for (let i = 0; i < 100; i++) {
+      if (await cond()) return;
+      await sleep(50);
+    }
+    const activity = b.sql(`SELECT wait_event_type, wait_event, left(query, 60) FROM pg_stat_activity
+                            WHERE datname = current_database()`);
+    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(activity)}`);
+  };
+  try {
+    psql.stdin.write("BEGIN;\nSELECT 'held' FROM agents WHERE name = 'planner' FOR UPDATE;\n");
+    await until('the lock', () => out.includes('held'));
+    const ex = exchange(subject, { scope: 'forum:read' });
+    await until('the exchange to wait', () => waits('%INSERT INTO tokens%subject_jti%'));
+    // Revoke it from the command line, which shares the code with the
+    // endpoint: an HTTP request could queue behind the waiting one on its
+    // worker thread.
+    let revoked = false;
+    const rv = execFileP(BIN, ['token', 'revoke', decodeJwt(subject).payload.jti], { env: { ...process.env, ...b.env } })
+      .then((r) => { revoked = true; return r; });
+    // The revocation waits for the exchange that holds its subject.
+    await until('the revocation to wait', () => revoked || waits('%UPDATE tokens SET revoked_at%'));
+    psql.stdin.end('COMMIT;\n');
+    assert.equal(await psqlDone, 0);
+    const [e, r] = await Promise.all([ex, rv]);
+    assert.match(r.stdout, /revoked/);
+    assert.equal(e.status, 200, e.text);
+    assert.deepEqual((await introspect(e.json.access_token)).json, { active: false }, 'the exchanged token outlived its revoked subject');
+  } finally {
+    if (psql.exitCode === null) psql.kill();
+  }
 });
 
 test('adding a scope is refused with invalid_scope and audited', async () => {
