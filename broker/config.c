@@ -53,6 +53,7 @@ static const struct setting settings[] = {
 	S("rate_introspect", T_INT, rate_introspect, 0, 10000000),
 	S("rate_approver", T_INT, rate_approver, 0, 10000000),
 	S("cache_ttl_ms", T_INT, cache_ttl_ms, 0, 60000),
+	S("verify_cache", T_INT, verify_cache, 0, 1000000),
 	S("group_commit", T_INT, group_commit, 0, 8),
 	S("group_commit_window", T_INT, group_commit_window, 0, 100000),
 	S("log_level", T_LEVEL, log_level, 0, 0),
@@ -94,6 +95,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->rate_introspect = 60000;
 	cfg->rate_approver = 600;
 	cfg->cache_ttl_ms = 1000;
+	cfg->verify_cache = 4096;
 	cfg->group_commit = 2;
 	cfg->group_commit_window = 0;
 	cfg->log_level = LOG_LEVEL_INFO;

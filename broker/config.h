@@ -50,6 +50,7 @@ struct broker_config {
 	int rate_introspect;		/* introspection requests per service per minute */
 	int rate_approver;		/* approver API requests per approver per minute */
 	int cache_ttl_ms;		/* read-path caches (0: off) */
+	int verify_cache;		/* tokens introspection remembers as verified */
 	int group_commit;		/* committer threads (0: insert one by one) */
 	int group_commit_window;	/* microseconds a batch waits for company */
 	int64_t approval_timeout;	/* seconds a step-up request lives */

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "notify.h"
 #include "tls.h"
+#include "vcache.h"
 
 static int
 serve(const struct broker_config *cfg)
@@ -69,7 +70,8 @@ serve(const struct broker_config *cfg)
 	keys_release(ks);
 	if (agents_cache_init(cfg->cache_ttl_ms) != 0 ||
 	    grants_cache_init(cfg->cache_ttl_ms) != 0 ||
-	    dpop_cache_init(cfg->cache_ttl_ms) != 0) {
+	    dpop_cache_init(cfg->cache_ttl_ms) != 0 ||
+	    vcache_init((size_t)cfg->verify_cache) != 0) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -131,6 +133,7 @@ out:
 	agents_cache_free();
 	grants_cache_free();
 	dpop_cache_free();
+	vcache_free();
 	approvals_stop_sweeper();
 	notify_stop();
 	api_shutdown();

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "tokens.h"
 #include "util.h"
+#include "vcache.h"
 #include "verify_internal.h"
 
 /*
@@ -509,10 +510,10 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	struct batch_use use;
 	const struct jose_key *const *keys;
 	json_t *claims = NULL, *resp = NULL;
-	const char *params[4];
+	const char *params[4], *etag = NULL;
 	enum cs_verify_result vr;
 	enum cs_err rc;
-	size_t nkeys, i;
+	size_t nkeys, i, jwks_len;
 	char why[sizeof(err->desc)];
 	int aud_ok = 0, refused;
 
@@ -522,7 +523,8 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 		return cs_error_set(err, CS_ERR_UNAVAILABLE,
 		    "signing keys are not available right now");
 	keys = keys_verifying(ks, &nkeys);
-	vr = verify_with_keys(keys, nkeys, cfg->issuer, NULL, 0, util_now(),
+	(void)keys_jwks(ks, &jwks_len, &etag);
+	vr = vcache_verify(keys, nkeys, etag, cfg->issuer, 0, util_now(),
 	    token, strnlen(token, JOSE_MAX_TOKEN + 1), &c);
 	keys_release(ks);
 	if (vr != CS_VERIFY_OK) {

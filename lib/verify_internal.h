@@ -20,4 +20,15 @@ enum cs_verify_result verify_with_keys(const struct jose_key *const *keys,
     size_t nkeys, const char *issuer, const char *audience, int leeway,
     int64_t now, const char *token, size_t len, struct cs_claims *out);
 
+/*
+ * verify_payload(payload, len, issuer, audience, leeway, now, out): the
+ * claim checks of verify_with_keys alone, on the JSON payload (out->json)
+ * of a token whose signature verify_with_keys already accepted: for a
+ * caller that remembers such tokens, so that time, issuer and audience
+ * are still checked on every use.
+ */
+enum cs_verify_result verify_payload(const char *payload, size_t len,
+    const char *issuer, const char *audience, int leeway, int64_t now,
+    struct cs_claims *out);
+
 #endif

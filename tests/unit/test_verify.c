@@ -31,6 +31,7 @@
 #include "check.h"
 #include "countersign/verify.h"
 #include "jose.h"
+#include "verify_internal.h"
 
 #define ISSUER		"https://broker.example"
 #define AUDIENCE	"https://forum.example"
@@ -827,6 +828,60 @@ jwks_text(json_t *const *k, size_t n)
 	return dump_claims(doc);
 }
 
+/*
+ * verify_payload, introspection's claim checks for a token whose signature
+ * it remembers (broker/vcache.c): the same claims as a full verification,
+ * and the same refusals for time, issuer and malformed payloads.
+ */
+static void
+test_payload_claims(void)
+{
+	static const char dup[] = "{\"jti\":\"a\",\"jti\":\"b\"}";
+	struct cs_claims c, d;
+	char *p, *tok;
+
+	p = dump_claims(base_claims());
+	tok = jose_sign(&ka, "at+jwt", p, strlen(p));
+	CHECK(tok != NULL);
+	if (tok == NULL || cs_verify_at(verifiers[V_ANY_AUD], tok, NOW, &c) !=
+	    CS_VERIFY_OK) {
+		CHECK(0);
+		free(tok);
+		free(p);
+		return;
+	}
+	CHECK(verify_payload(c.json, strlen(c.json), ISSUER, NULL, 0, NOW, &d) ==
+	    CS_VERIFY_OK);
+	CHECK_STR(d.jti, c.jti);
+	CHECK_STR(d.sub, c.sub);
+	CHECK_STR(d.scope, c.scope);
+	CHECK_STR(d.json, c.json);
+	CHECK(d.exp == c.exp && d.iat == c.iat && d.nbf == c.nbf);
+	cs_claims_clear(&d);
+	/* Time is checked at every call, not remembered. */
+	CHECK(verify_payload(c.json, strlen(c.json), ISSUER, NULL, 0, c.exp, &d) ==
+	    CS_VERIFY_EXPIRED);
+	CHECK(d.jti == NULL && d.json == NULL);
+	CHECK(verify_payload(c.json, strlen(c.json), ISSUER, NULL, 0,
+	    c.iat - 1, &d) == CS_VERIFY_NOT_YET_VALID);
+	CHECK(verify_payload(c.json, strlen(c.json), "https://other.example",
+	    NULL, 0, NOW, &d) == CS_VERIFY_WRONG_ISSUER);
+	CHECK(verify_payload(c.json, strlen(c.json), ISSUER, "https://x.example",
+	    0, NOW, &d) == CS_VERIFY_WRONG_AUDIENCE);
+	CHECK(verify_payload("{", 1, ISSUER, NULL, 0, NOW, &d) ==
+	    CS_VERIFY_MALFORMED);
+	CHECK(verify_payload("[]", 2, ISSUER, NULL, 0, NOW, &d) ==
+	    CS_VERIFY_MALFORMED);
+	CHECK(verify_payload(dup, strlen(dup), ISSUER, NULL, 0, NOW, &d) ==
+	    CS_VERIFY_MALFORMED);
+	CHECK(verify_payload("{}", 2, ISSUER, NULL, 0, NOW, &d) ==
+	    CS_VERIFY_MISSING_CLAIM);
+	CHECK(d.iss == NULL && d.json == NULL);
+	cs_claims_clear(&c);
+	free(tok);
+	free(p);
+}
+
 /* cs_verify_at on v with the standard valid token signed by key. */
 static enum cs_verify_result
 verify_std(const struct cs_verifier *v, const struct jose_key *key)
@@ -1172,6 +1227,7 @@ main(int argc, char **argv)
 
 	test_result_names();
 	test_valid_claims();
+	test_payload_claims();
 	test_table();
 	test_jwks();
 	test_dpop_proof();
