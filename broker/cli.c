@@ -85,6 +85,8 @@ cli_usage(void)
 	    "  tripwire remove ID\n"
 	    "  service add NAME --audience AUD[,AUD...] [--public-key FILE] [--json]\n"
 	    "  service list [--json]\n"
+	    "  service disable NAME [--json]       its credentials stop working\n"
+	    "  service rotate-secret NAME [--json] new secret; the old one stops\n"
 	    "  token revoke JTI\n"
 	    "  token verify --jwks URL|FILE [--audience AUD] [--issuer ISS] TOKEN\n"
 	    "  audit verify [--from SEQ] [--checkpoint JWS] [--json]\n"
@@ -741,10 +743,46 @@ cmd_service(int argc, char **argv)
 		rc = services_list(&list);
 		return print_list(rc, list, a.json, "services");
 	}
+	if (strcmp(argv[0], "disable") == 0) {
+		int changed = 0;
+
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 1)
+			goto usage;
+		if (services_disable(a.pos[0], actor, &changed, &err) != CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:s, s:b, s:b}", "name", a.pos[0],
+			    "disabled", 1, "changed", changed));
+		else
+			printf("service %s disabled%s\n", a.pos[0],
+			    changed ? "" : " (it already was)");
+		return 0;
+	}
+	if (strcmp(argv[0], "rotate-secret") == 0) {
+		char secret[AGENTS_SECRET_LEN + 1];
+
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 1)
+			goto usage;
+		if (services_rotate_secret(a.pos[0], actor, secret, &err) !=
+		    CS_OK)
+			return fail(&err);
+		if (a.json)
+			print_json(json_pack("{s:s, s:s, s:s}", "name", a.pos[0],
+			    "client_id", a.pos[0], "client_secret", secret));
+		else
+			printf("service %s has a new secret\nclient_secret: %s\n"
+			    "(the secret is shown only once; the old one no longer "
+			    "works)\n", a.pos[0], secret);
+		util_secure_zero(secret, sizeof(secret));
+		return 0;
+	}
 usage:
 	fprintf(stderr, "usage: countersign service add NAME --audience "
 	    "AUD[,AUD...] [--public-key FILE] [--json] | service list "
-	    "[--json]\n");
+	    "[--json] | service disable NAME [--json] | service rotate-secret "
+	    "NAME [--json]\n");
 	return 2;
 }
 

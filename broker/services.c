@@ -47,6 +47,42 @@ static const struct db_stmt list_services = {
 	0
 };
 
+/*
+ * The kill switch for a service whose credentials may have leaked: its
+ * secret or key stops authenticating at once, for introspection and
+ * /v1/uses alike. Disabling twice changes nothing and audits nothing.
+ */
+static const struct db_stmt disable_service = {
+	"services_disable",
+	"WITH s AS (UPDATE services SET disabled_at = now() WHERE name = $1 "
+	"AND disabled_at IS NULL RETURNING id, name) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'service.disabled', $2, 'service:' || s.name, "
+	"jsonb_build_object('service_id', s.id) FROM s RETURNING seq",
+	2
+};
+
+/*
+ * A new secret for a secret-authenticated service; the old one stops
+ * working at once. A service registered with a key has no secret.
+ */
+static const struct db_stmt rotate_service_secret = {
+	"services_rotate_secret",
+	"WITH s AS (UPDATE services SET secret_hash = $2::bytea WHERE name = $1 "
+	"AND secret_hash IS NOT NULL RETURNING id, name) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'service.secret_rotated', $3, 'service:' || s.name, "
+	"jsonb_build_object('service_id', s.id) FROM s RETURNING seq",
+	3
+};
+
+static const struct db_stmt service_state = {
+	"services_state",
+	"SELECT disabled_at IS NOT NULL, secret_hash IS NOT NULL "
+	"FROM services WHERE name = $1",
+	1
+};
+
 static const struct db_stmt lookup_service = {
 	"services_lookup",
 	"SELECT id, name, secret_hash, disabled_at IS NOT NULL, audiences "
@@ -285,6 +321,88 @@ out:
 		util_secure_zero(secret, strlen(secret));
 		free(secret);
 	}
+	db_result_free(res);
+	return rc;
+}
+
+/*
+ * After an update that touched no row: why. CS_ERR_NOT_FOUND for an
+ * unknown service, else CS_OK with *disabled and *has_secret set.
+ */
+static enum cs_err
+state_of(const char *name, int *disabled, int *has_secret,
+    struct cs_error *err)
+{
+	const char *params[1] = { name };
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	rc = db_exec(&service_state, params, &res);
+	if (rc != CS_OK)
+		cs_error_set(err, rc, "database error");
+	else if (db_nrows(res) != 1)
+		rc = cs_error_set(err, CS_ERR_NOT_FOUND, "no service named '%s'",
+		    name);
+	else {
+		*disabled = strcmp(db_value(res, 0, 0), "t") == 0;
+		*has_secret = strcmp(db_value(res, 0, 1), "t") == 0;
+	}
+	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
+services_disable(const char *name, const char *actor, int *changed,
+    struct cs_error *err)
+{
+	const char *params[2] = { name, actor };
+	struct db_result *res = NULL;
+	enum cs_err rc;
+	int disabled = 0, has_secret = 0;
+
+	*changed = 0;
+	rc = db_exec(&disable_service, params, &res);
+	if (rc != CS_OK) {
+		db_result_free(res);
+		return cs_error_set(err, rc, "database error");
+	}
+	*changed = db_nrows(res) == 1;
+	db_result_free(res);
+	if (*changed)
+		return CS_OK;
+	return state_of(name, &disabled, &has_secret, err);
+}
+
+enum cs_err
+services_rotate_secret(const char *name, const char *actor, char *secret,
+    struct cs_error *err)
+{
+	const char *params[3];
+	struct db_result *res = NULL;
+	char *hash_param = NULL;
+	enum cs_err rc;
+	int disabled = 0, has_secret = 0;
+
+	if (keys_new_secret(secret, &hash_param) != 0)
+		return cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+	params[0] = name;
+	params[1] = hash_param;
+	params[2] = actor;
+	rc = db_exec(&rotate_service_secret, params, &res);
+	if (rc != CS_OK) {
+		cs_error_set(err, rc, "database error");
+		goto out;
+	}
+	if (db_nrows(res) == 1)
+		goto out;
+	if ((rc = state_of(name, &disabled, &has_secret, err)) == CS_OK)
+		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST, "service '%s' "
+		    "authenticates with a registered key and has no secret",
+		    name);
+out:
+	if (rc != CS_OK)
+		util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
+	free(hash_param);
 	db_result_free(res);
 	return rc;
 }

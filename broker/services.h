@@ -47,6 +47,25 @@ enum cs_err services_add_keyed(const char *name, const char *audiences,
     const char *actor, const char *jwk, const char *alg,
     const char *thumbprint, struct cs_error *err);
 
+/*
+ * services_disable(name, actor, changed, err): stop the service's
+ * credentials from authenticating, audited as service.disabled. *changed
+ * is 0 when it was disabled already. CS_ERR_NOT_FOUND for an unknown name.
+ */
+enum cs_err services_disable(const char *name, const char *actor,
+    int *changed, struct cs_error *err);
+
+/*
+ * services_rotate_secret(name, actor, secret, err): replace the service's
+ * secret with a new random one, written to secret (AGENTS_SECRET_LEN + 1
+ * bytes, shown once; the caller wipes it), audited as
+ * service.secret_rotated. The old secret fails at once. A service with a
+ * registered key gets CS_ERR_INVALID_REQUEST; a disabled one stays
+ * disabled.
+ */
+enum cs_err services_rotate_secret(const char *name, const char *actor,
+    char *secret, struct cs_error *err);
+
 /* services_list(out): a new JSON array of services (no secrets). */
 enum cs_err services_list(json_t **out);
 

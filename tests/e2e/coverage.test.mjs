@@ -203,6 +203,11 @@ test('every state-changing path writes exactly its event', async () => {
     ['agent resumed', () => b.cliOk('agent', 'resume', 'cov-trip'), [['agent.resumed', ADMIN, 'agent:cov-trip']]],
     ['tripwire removed', () => b.cliOk('tripwire', 'remove', String(ctx.rule)), [['tripwire.removed', ADMIN, () => `tripwire:${ctx.rule}`]]],
     ['audit checkpoint', () => b.cliOk('audit', 'checkpoint'), [['audit.checkpoint', ADMIN, 'audit']]],
+    ['service add (to retire)', () => { secrets.push(b.cliOk('service', 'add', 'cov-old-svc', '--audience', AUD, '--json').json.client_secret); },
+      [['service.created', ADMIN, 'service:cov-old-svc']]],
+    ['service secret rotated', () => { secrets.push(b.cliOk('service', 'rotate-secret', 'cov-old-svc', '--json').json.client_secret); },
+      [['service.secret_rotated', ADMIN, 'service:cov-old-svc']]],
+    ['service disabled', () => b.cliOk('service', 'disable', 'cov-old-svc'), [['service.disabled', ADMIN, 'service:cov-old-svc']]],
     ['agent disabled', () => b.cliOk('agent', 'disable', 'cov-agent'), [['agent.disabled', ADMIN, agentCtx]]],
   ];
   for (const [name, action, expected] of steps) {

@@ -82,6 +82,66 @@ function uses(jti) {
     .map((r) => r[0]);
 }
 
+test('service rotate-secret and disable end leaked service credentials at once, audited', async () => {
+  const made = b.cliOk('service', 'add', 'leaky', '--audience', AUD, '--json').json;
+  const old = { id: made.client_id, secret: made.client_secret };
+  const token = await readToken();
+  assert.equal((await introspect(token, old)).json.active, true);
+  const failures = () => b.sql(`SELECT details->>'reason' FROM audit_events WHERE type = 'service.auth_failed'
+                                AND subject = 'leaky' ORDER BY seq`).map((r) => r[0]);
+
+  const rotated = b.cliOk('service', 'rotate-secret', 'leaky', '--json').json;
+  assert.equal(rotated.client_id, 'leaky');
+  assert.match(rotated.client_secret, /^[A-Za-z0-9_-]{43}$/);
+  assert.notEqual(rotated.client_secret, old.secret);
+  const fresh = { id: 'leaky', secret: rotated.client_secret };
+  let r = await introspect(token, old);
+  assert.equal(r.status, 401);
+  assert.equal(r.json.error, 'invalid_client');
+  assert.equal((await introspect(token, fresh)).json.active, true);
+  assert.deepEqual(failures(), ['bad_secret']);
+  // The secret is shown once and never written to the audit log.
+  const events = b.sql(`SELECT type, actor, details::text FROM audit_events WHERE subject = 'service:leaky' ORDER BY seq`);
+  assert.deepEqual(events.map((e) => e[0]), ['service.created', 'service.secret_rotated']);
+  assert.match(events[1][1], /^admin:/);
+  assert.ok(!events.some((e) => e[2].includes(rotated.client_secret) || e[2].includes(old.secret)));
+
+  const off = b.cliOk('service', 'disable', 'leaky', '--json').json;
+  assert.deepEqual(off, { name: 'leaky', disabled: true, changed: true });
+  r = await introspect(token, fresh);
+  assert.equal(r.status, 401);
+  assert.equal(r.json.error, 'invalid_client');
+  assert.deepEqual(failures(), ['bad_secret', 'disabled']);
+  assert.equal(b.cliOk('service', 'list', '--json').json.find((s) => s.name === 'leaky').disabled, true);
+  // Again: nothing changes and nothing more is audited; a new secret does
+  // not bring a disabled service back.
+  assert.deepEqual(b.cliOk('service', 'disable', 'leaky', '--json').json, { name: 'leaky', disabled: true, changed: false });
+  const again = b.cliOk('service', 'rotate-secret', 'leaky', '--json').json;
+  assert.equal((await introspect(token, { id: 'leaky', secret: again.client_secret })).status, 401);
+  assert.equal(b.sql("SELECT count(*) FROM audit_events WHERE type = 'service.disabled' AND subject = 'service:leaky'")[0][0], '1');
+
+  // Unknown services, and a service that authenticates with a key.
+  for (const cmd of ['disable', 'rotate-secret']) {
+    const u = b.cli('service', cmd, 'no-such-service');
+    assert.equal(u.code, 1);
+    assert.match(u.stderr, /no service named 'no-such-service'/);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'cs-svc-'));
+  try {
+    const pem = join(dir, 'svc.pem');
+    writeFileSync(pem, await jose.exportSPKI((await jose.generateKeyPair('ES256')).publicKey));
+    b.cliOk('service', 'add', 'keyed-leaky', '--audience', AUD, '--public-key', pem);
+    const k = b.cli('service', 'rotate-secret', 'keyed-leaky');
+    assert.equal(k.code, 1);
+    assert.match(k.stderr, /registered key and has no secret/);
+    assert.equal(b.sql("SELECT count(*) FROM audit_events WHERE subject = 'service:keyed-leaky'")[0][0], '1');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(b.cli('service', 'disable').code, 2);
+  assert.equal(b.cli('service', 'rotate-secret', 'a', 'b').code, 2);
+});
+
 test('introspection answers RFC 7662 and records the use', async () => {
   const token = await readToken();
   const { jti } = decodeJwt(token).payload;
