@@ -1309,8 +1309,12 @@ approvals_decide(const struct broker_config *cfg,
 		    d->approve ? "approved" : "denied", approver->name,
 		    d->approve && !quorum ? " (more approvals needed)" :
 		    " and is no longer pending");
-		notify_event(d->approve ? "approval.approved" : "approval.denied",
-		    text, json_pack("{s:s, s:s, s:s, s:b, s:s?}", "id", id,
+		/*
+		 * A receiver that acts on "approval.approved" must not see one
+		 * while the request still waits for its quorum.
+		 */
+		notify_event(!d->approve ? "approval.denied" : quorum ?
+		    "approval.approved" : "approval.partially_approved", text, json_pack("{s:s, s:s, s:s, s:b, s:s?}", "id", id,
 		    "decision", d->approve ? "approve" : "deny", "approver",
 		    approver->name, "pending", d->approve && !quorum,
 		    "reason", d->reason));

@@ -222,6 +222,7 @@ const NOT_EVENT_TYPES = new Map([
   ['token.introspected', 'a log line only (the audit event is token.used)'],
   ['client.authentication_failed', 'a log line only (the audit event is client.auth_failed or service.auth_failed)'],
   ['token.revoked_cascade', 'a log line only (each token revoked writes token.revoked)'],
+  ['approval.partially_approved', 'a webhook event only (the audit event of each approval is approval.approved)'],
   ['tls.certificate_loaded', 'a log line only'],
   ['tls.reload_failed', 'a log line only'],
 ]);

@@ -727,13 +727,17 @@ test('webhooks announce approvals, quorum progress and expiry, once each', async
   assert.equal(approved.text, `Request ${one} was approved by alice and is no longer pending.`);
   assert.deepEqual(approved.data, { id: one, decision: 'approve', approver: 'alice', pending: false, reason: 'fine' });
 
-  // A quorum: the first approval says more are needed, the last that the
-  // request is no longer pending.
+  // A quorum: the first approval says more are needed (under an event of
+  // its own, so that nothing acting on approval.approved acts early), the
+  // last that the request is no longer pending.
   const two = (await ask({ scope: 'forum:delete' })).json.auth_req_id;
   assert.equal((await approve(alice, two)).status, 200);
+  const [progress] = await hooksFor('approval.partially_approved', two);
+  assert.ok(progress, 'the partial approval delivered');
+  assert.deepEqual(hooks.filter((h) => h.event === 'approval.approved' && h.data.id === two), []);
   assert.equal((await approve(bob, two, { reason: 'agreed' })).status, 200);
-  const [progress, quorum] = await hooksFor('approval.approved', two, 2);
-  assert.ok(quorum, 'both approvals delivered');
+  const [quorum] = await hooksFor('approval.approved', two);
+  assert.ok(quorum, 'the deciding approval delivered');
   assert.equal(progress.text, `Request ${two} was approved by alice (more approvals needed).`);
   assert.deepEqual(progress.data, { id: two, decision: 'approve', approver: 'alice', pending: true, reason: null });
   assert.equal(quorum.text, `Request ${two} was approved by bob and is no longer pending.`);
@@ -773,7 +777,7 @@ test('webhooks announce approvals, quorum progress and expiry, once each', async
   const marker = (await ask()).json.auth_req_id;
   assert.equal((await deny(alice, marker, { reason: 'marker' })).status, 200);
   assert.equal((await hooksFor('approval.denied', marker)).length, 1);
-  for (const [event, id, n] of [['approval.approved', one, 1], ['approval.approved', two, 2],
+  for (const [event, id, n] of [['approval.approved', one, 1], ['approval.partially_approved', two, 1], ['approval.approved', two, 1],
     ['approval.expired', three, 1], ['approval.expired', four, 1], ['approval.expired', five, 1]]) {
     assert.equal(hooks.filter((h) => h.event === event && h.data.id === id).length, n, `${event} ${id}`);
   }
