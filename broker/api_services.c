@@ -72,7 +72,7 @@ api_introspect(struct http_req *req)
 		    &svc, &err);
 	else
 		rc = services_authenticate(http_req_header(req, "Authorization",
-		    NULL), f, "introspect", &svc, &err);
+		    NULL), f, "introspect", 1, &svc, &err);
 	if (rc != CS_OK) {
 		if (err.code == CS_ERR_INVALID_CLIENT) {
 			api_note_auth_failure(req, f, "service");
@@ -93,7 +93,7 @@ api_introspect(struct http_req *req)
 	proof.proof = form_get(f, "dpop_proof", NULL);
 	proof.htm = form_get(f, "htm", NULL);
 	proof.htu = form_get(f, "htu", NULL);
-	if (tokens_introspect(api_config(), svc.name,
+	if (tokens_introspect(api_config(), svc.name, svc.cred,
 	    (const char *const *)svc.audiences, svc.naudiences,
 	    form_get(f, "token", NULL), &proof, &out, &err) != CS_OK) {
 		http_reply_error(req, &err);

@@ -32,7 +32,7 @@ api_uses(struct http_req *req)
 	}
 	/* No form: client_secret_post has nowhere to live in a JSON body. */
 	if (services_authenticate(http_req_header(req, "Authorization", NULL),
-	    NULL, "uses", &svc, &err) != CS_OK) {
+	    NULL, "uses", 0, &svc, &err) != CS_OK) {
 		if (err.code == CS_ERR_INVALID_CLIENT)
 			http_add_header(req, "WWW-Authenticate",
 			    "Basic realm=\"countersign-services\"");

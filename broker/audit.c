@@ -215,19 +215,6 @@ out:
 	return rc;
 }
 
-static void
-to_hex(const unsigned char *b, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = hex[b[i] >> 4];
-		out[2 * i + 1] = hex[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static int
 from_hex(const char *s, unsigned char *out, size_t n)
 {
@@ -356,11 +343,11 @@ audit_seal(int64_t grace, int *sealed)
 				rc = CS_ERR_INTERNAL;
 				goto out;
 			}
-			to_hex(prev, AUDIT_HASH_LEN, hex);
+			util_hex(prev, AUDIT_HASH_LEN, hex);
 			if (lit_add(&seqs, gs) || lit_add(&kinds, "gap") ||
 			    lit_add(&prevs, hex))
 				goto nomem;
-			to_hex(next, AUDIT_HASH_LEN, hex);
+			util_hex(next, AUDIT_HASH_LEN, hex);
 			if (lit_add(&hashes, hex))
 				goto nomem;
 			memcpy(prev, next, AUDIT_HASH_LEN);
@@ -374,11 +361,11 @@ audit_seal(int64_t grace, int *sealed)
 			rc = CS_ERR_INTERNAL;
 			goto out;
 		}
-		to_hex(prev, AUDIT_HASH_LEN, hex);
+		util_hex(prev, AUDIT_HASH_LEN, hex);
 		if (lit_add(&seqs, db_value(res, i, 0)) || lit_add(&kinds, "event") ||
 		    lit_add(&prevs, hex))
 			goto nomem;
-		to_hex(next, AUDIT_HASH_LEN, hex);
+		util_hex(next, AUDIT_HASH_LEN, hex);
 		if (lit_add(&hashes, hex))
 			goto nomem;
 		memcpy(prev, next, AUDIT_HASH_LEN);

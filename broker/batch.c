@@ -219,6 +219,9 @@ out:
  * each token row is updated at most once per statement and "exactly one
  * active use" of a single-use token still holds: concurrent batches queue
  * on the row lock and re-check the limit on the row they then see.
+ * A use by a service that is disabled, gone or has another secret since
+ * it authenticated, perhaps through services.c's cache, is not counted:
+ * service_refused.
  * The update names its rows by "jti = ANY ($1)", not by a join with r:
  * joined, the planner may scan every token for each batch (it did, once
  * the filter on expires_at looked selective), and the cost of a use grew
@@ -227,13 +230,18 @@ out:
 static const struct db_stmt record_uses = {
 	"batch_record_uses",
 	"WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-	"$4::text[]) WITH ORDINALITY AS x(jti, service, agent, audience, i)), "
+	"$4::text[], $5::text[]) WITH ORDINALITY "
+	"AS x(jti, service, agent, audience, cred, i)), "
 	"t AS (SELECT r.i, tk.jti, tk.revoked_at, tk.expires_at, a.disabled_at, "
 	"tk.use_count, tk.max_uses, (SELECT y.disabled_at FROM agents y "
 	"WHERE y.id = tk.actor_agent_id) AS actor_disabled_at FROM r "
 	"JOIN tokens tk ON tk.jti = r.jti JOIN agents a ON a.id = tk.agent_id), "
+	"s AS (SELECT r.i FROM r WHERE NOT EXISTS (SELECT 1 FROM services v "
+	"WHERE v.name = r.service AND v.disabled_at IS NULL AND (r.cred = '' "
+	"OR v.secret_hash = decode(r.cred, 'hex')))), "
 	"u AS (UPDATE tokens tk SET use_count = tk.use_count + 1, "
 	"last_used_at = now() WHERE tk.jti = ANY ($1::text[]) "
+	"AND tk.jti NOT IN (SELECT r.jti FROM r JOIN s ON s.i = r.i) "
 	"AND tk.revoked_at IS NULL AND tk.expires_at > now() "
 	"AND (tk.max_uses IS NULL OR tk.use_count < tk.max_uses) "
 	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.disabled_at IS NOT NULL "
@@ -241,6 +249,7 @@ static const struct db_stmt record_uses = {
 	"RETURNING tk.jti, tk.use_count, tk.max_uses), "
 	"o AS (SELECT r.i, r.jti, r.service, r.agent, r.audience, "
 	"CASE WHEN u.jti IS NOT NULL THEN 'active' "
+	"WHEN r.i IN (SELECT i FROM s) THEN 'service_refused' "
 	"WHEN t.jti IS NULL THEN 'unknown_jti' "
 	"WHEN t.revoked_at IS NOT NULL THEN 'revoked' "
 	"WHEN t.disabled_at IS NOT NULL THEN 'agent_disabled' "
@@ -258,16 +267,16 @@ static const struct db_stmt record_uses = {
 	"SELECT o.i, o.result, coalesce(o.use::text, ''), "
 	"coalesce(o.max_uses::text, ''), (SELECT count(*) FROM e) FROM o "
 	"ORDER BY o.i",
-	4
+	5
 };
 
 /* Record one batch of uses; set every item's outcome. */
 static void
 commit_uses(struct item **items, int n)
 {
-	const char *cols[4][BATCH_MAX];
-	char *arrays[4] = { NULL };
-	const char *params[4];
+	const char *cols[5][BATCH_MAX];
+	char *arrays[5] = { NULL };
+	const char *params[5];
 	struct db_result *res = NULL;
 	enum cs_err rc = CS_ERR_INTERNAL;
 	int i, k;
@@ -277,8 +286,9 @@ commit_uses(struct item **items, int n)
 		cols[1][i] = items[i]->u->service;
 		cols[2][i] = items[i]->u->agent;
 		cols[3][i] = items[i]->u->audience;
+		cols[4][i] = items[i]->u->cred != NULL ? items[i]->u->cred : "";
 	}
-	for (k = 0; k < 4; k++) {
+	for (k = 0; k < 5; k++) {
 		arrays[k] = db_text_array(cols[k], (size_t)n);
 		if (arrays[k] == NULL)
 			goto out;
@@ -307,7 +317,7 @@ out:
 	if (rc != CS_OK)
 		for (i = 0; i < n; i++)
 			items[i]->rc = rc;
-	for (k = 0; k < 4; k++)
+	for (k = 0; k < 5; k++)
 		free(arrays[k]);
 	db_result_free(res);
 }

@@ -62,6 +62,7 @@ struct batch_use {
 	const char *service;	/* the introspecting service's name */
 	const char *agent;	/* the token's sub */
 	const char *audience;
+	const char *cred;	/* the service's secret HMAC in hex, or "" */
 	char result[32];	/* out: "active", "revoked", "used_up", ... */
 	char use[24];		/* out: the use count after this use, or "" */
 	char max_uses[24];	/* out: the token's limit, or "" */

@@ -679,19 +679,13 @@ fail:
 char *
 db_bytea_param(const unsigned char *bytes, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	char *s = malloc(2 * n + 3);
-	size_t i;
 
 	if (s == NULL)
 		return NULL;
 	s[0] = '\\';
 	s[1] = 'x';
-	for (i = 0; i < n; i++) {
-		s[2 + 2 * i] = hex[bytes[i] >> 4];
-		s[3 + 2 * i] = hex[bytes[i] & 15];
-	}
-	s[2 + 2 * n] = '\0';
+	util_hex(bytes, n, s + 2);
 	return s;
 }
 

@@ -23,6 +23,7 @@
 #include "keys.h"
 #include "log.h"
 #include "notify.h"
+#include "services.h"
 #include "tls.h"
 #include "vcache.h"
 
@@ -71,6 +72,7 @@ serve(const struct broker_config *cfg)
 	if (agents_cache_init(cfg->cache_ttl_ms) != 0 ||
 	    grants_cache_init(cfg->cache_ttl_ms) != 0 ||
 	    dpop_cache_init(cfg->cache_ttl_ms) != 0 ||
+	    services_cache_init(cfg->cache_ttl_ms) != 0 ||
 	    vcache_init((size_t)cfg->verify_cache) != 0) {
 		log_error("out of memory");
 		goto out;
@@ -133,6 +135,7 @@ out:
 	agents_cache_free();
 	grants_cache_free();
 	dpop_cache_free();
+	services_cache_free();
 	vcache_free();
 	approvals_stop_sweeper();
 	notify_stop();

@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "agents.h"
 #include "audit.h"
+#include "cache.h"
 #include "db.h"
 #include "keys.h"
 #include "services.h"
@@ -89,6 +92,93 @@ static const struct db_stmt lookup_service = {
 	"FROM services WHERE name = $1",
 	1
 };
+
+/*
+ * A recent successful secret authentication, keyed by the service's name
+ * (its client_id), for introspection only: the statement that records the
+ * use re-checks in the database that the service is still enabled
+ * (decision 0005's rule: a cache may only make a request fail).
+ */
+#define AUTH_AUDIENCES_BYTES	2048
+
+struct auth_entry {
+	unsigned char hmac[KEYS_HASH_LEN];
+	int64_t id;
+	size_t naudiences;
+	char audiences[AUTH_AUDIENCES_BYTES];	/* NUL after each */
+};
+
+static struct cache *auth_cache;
+
+int
+services_cache_init(int ttl_ms)
+{
+	if (ttl_ms <= 0)
+		return 0;
+	auth_cache = cache_new(1024, sizeof(struct auth_entry), ttl_ms);
+	return auth_cache != NULL ? 0 : -1;
+}
+
+void
+services_cache_free(void)
+{
+	cache_free(auth_cache);
+	auth_cache = NULL;
+}
+
+static int
+auth_from_cache(const char *id, const char *secret, struct service *out)
+{
+	struct auth_entry e;
+	unsigned char got[KEYS_HASH_LEN];
+	const char *p;
+	size_t i;
+	int hit;
+
+	if (auth_cache == NULL || !cache_get(auth_cache, id, &e))
+		return 0;
+	hit = keys_secret_hash(secret, strlen(secret), got) == 0 &&
+	    CRYPTO_memcmp(got, e.hmac, KEYS_HASH_LEN) == 0;
+	for (i = 0, p = e.audiences; hit && i < e.naudiences; i++) {
+		if ((out->audiences[i] = strdup(p)) == NULL)
+			hit = 0;
+		p += strlen(p) + 1;
+	}
+	if (hit) {
+		out->id = e.id;
+		out->naudiences = e.naudiences;
+		snprintf(out->name, sizeof(out->name), "%s", id);
+		util_hex(got, KEYS_HASH_LEN, out->cred);
+	} else
+		services_clear(out);
+	util_secure_zero(&e, sizeof(e));
+	util_secure_zero(got, sizeof(got));
+	return hit;
+}
+
+static void
+auth_to_cache(const unsigned char mac[KEYS_HASH_LEN], const struct service *s)
+{
+	struct auth_entry e;
+	size_t i, used = 0, n;
+
+	if (auth_cache == NULL)
+		return;
+	memset(&e, 0, sizeof(e));
+	for (i = 0; i < s->naudiences; i++) {
+		n = strlen(s->audiences[i]) + 1;
+		/* Too many or too long to remember: authenticate every time. */
+		if (n > sizeof(e.audiences) - used)
+			return;
+		memcpy(e.audiences + used, s->audiences[i], n);
+		used += n;
+	}
+	e.naudiences = s->naudiences;
+	e.id = s->id;
+	memcpy(e.hmac, mac, KEYS_HASH_LEN);
+	cache_put(auth_cache, s->name, &e);
+	util_secure_zero(&e, sizeof(e));
+}
 
 void
 services_clear(struct service *s)
@@ -255,7 +345,8 @@ auth_failed(const char *id, const char *method, const char *endpoint,
 
 enum cs_err
 services_authenticate(const char *authorization, const struct form *body,
-    const char *endpoint, struct service *out, struct cs_error *err)
+    const char *endpoint, int cached, struct service *out,
+    struct cs_error *err)
 {
 	char *id = NULL, *secret = NULL;
 	const char *method = "none", *params[1];
@@ -285,6 +376,10 @@ services_authenticate(const char *authorization, const struct form *body,
 		rc = auth_failed(id, method, endpoint, "malformed", err);
 		goto out;
 	}
+	if (cached && auth_from_cache(id, secret, out)) {
+		rc = CS_OK;
+		goto out;
+	}
 	params[0] = id;
 	rc = db_exec(&lookup_service, params, &res);
 	if (rc != CS_OK) {
@@ -312,6 +407,18 @@ services_authenticate(const char *authorization, const struct form *body,
 	}
 	out->naudiences = n;
 	snprintf(out->name, sizeof(out->name), "%s", db_value(res, 0, 1));
+	{
+		unsigned char mac[KEYS_HASH_LEN];
+
+		if (keys_secret_hash(secret, strlen(secret), mac) != 0) {
+			rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+			goto out;
+		}
+		util_hex(mac, sizeof(mac), out->cred);
+		if (cached)
+			auth_to_cache(mac, out);
+		util_secure_zero(mac, sizeof(mac));
+	}
 	rc = CS_OK;
 out:
 	if (rc != CS_OK)

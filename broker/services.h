@@ -17,6 +17,12 @@
 struct service {
 	int64_t id;
 	char name[CS_NAME_MAX + 1];
+	/*
+	 * Hex of the HMAC of the secret it authenticated with ("" for a key),
+	 * for the database to re-check when the authentication came from a
+	 * cache: a secret rotated since must not record uses.
+	 */
+	char cred[2 * 32 + 1];
 	char *audiences[SERVICES_AUDIENCES_MAX];	/* owned */
 	size_t naudiences;
 };
@@ -70,14 +76,22 @@ enum cs_err services_rotate_secret(const char *name, const char *actor,
 enum cs_err services_list(json_t **out);
 
 /*
- * services_authenticate(authorization, body, endpoint, out, err):
- * authenticate a
- * service by client_secret_basic or client_secret_post, like agents (one
- * method, constant-time compare, audited failures as
- * service.auth_failed). The caller clears out with services_clear.
+ * services_authenticate(authorization, body, endpoint, cached, out, err):
+ * authenticate a service by client_secret_basic or client_secret_post,
+ * like agents (one method, constant-time compare, audited failures as
+ * service.auth_failed). cached: a success may come from, and goes to, a
+ * cache of cache_ttl_ms; only for a caller whose statement re-checks in
+ * the database that the service is enabled (introspection's use
+ * recording). The caller clears out with services_clear.
  */
 enum cs_err services_authenticate(const char *authorization,
-    const struct form *body, const char *endpoint, struct service *out,
-    struct cs_error *err);
+    const struct form *body, const char *endpoint, int cached,
+    struct service *out, struct cs_error *err);
+
+/* services_cache_init(ttl_ms): the authentication cache (0: off). */
+int services_cache_init(int ttl_ms);
+
+/* services_cache_free(): wipe and free it. */
+void services_cache_free(void);
 
 #endif

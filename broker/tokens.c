@@ -57,7 +57,8 @@ static const struct db_stmt insert_token = {
  * the use counter only moves while the token is unrevoked, unexpired, under
  * its use limit and its agent enabled, so of concurrent uses of a
  * single-use token exactly one is active. The token.used event records the
- * outcome either way, in the same statement.
+ * outcome either way, in the same statement. The service is re-checked
+ * too: its authentication may come from a cache (services.c).
  */
 static const struct db_stmt record_use = {
 	"tokens_record_use",
@@ -65,14 +66,19 @@ static const struct db_stmt record_use = {
 	"tk.use_count, tk.max_uses, (SELECT x.disabled_at FROM agents x "
 	"WHERE x.id = tk.actor_agent_id) AS actor_disabled_at "
 	"FROM tokens tk JOIN agents a ON a.id = tk.agent_id WHERE tk.jti = $1), "
+	"s AS (SELECT 1 FROM services s WHERE s.name = $2 "
+	"AND s.disabled_at IS NULL AND ($5 = '' OR "
+	"s.secret_hash = decode($5, 'hex'))), "
 	"u AS (UPDATE tokens tk SET use_count = use_count + 1, "
-	"last_used_at = now() WHERE tk.jti = $1 AND tk.revoked_at IS NULL "
+	"last_used_at = now() WHERE tk.jti = $1 AND EXISTS (SELECT 1 FROM s) "
+	"AND tk.revoked_at IS NULL "
 	"AND tk.expires_at > now() "
 	"AND (tk.max_uses IS NULL OR tk.use_count < tk.max_uses) "
 	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.disabled_at IS NOT NULL "
 	"AND a.id IN (tk.agent_id, tk.actor_agent_id)) "
 	"RETURNING tk.use_count, tk.max_uses), "
 	"r AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM u) THEN 'active' "
+	"WHEN NOT EXISTS (SELECT 1 FROM s) THEN 'service_refused' "
 	"WHEN NOT EXISTS (SELECT 1 FROM t) THEN 'unknown_jti' "
 	"WHEN (SELECT revoked_at FROM t) IS NOT NULL THEN 'revoked' "
 	"WHEN (SELECT disabled_at FROM t) IS NOT NULL THEN 'agent_disabled' "
@@ -88,7 +94,7 @@ static const struct db_stmt record_use = {
 	"'max_uses', (SELECT max_uses FROM t)) FROM r "
 	"RETURNING details->>'result', coalesce(details->>'use', ''), "
 	"coalesce(details->>'max_uses', '')",
-	4
+	5
 };
 
 static const struct db_stmt revoke_jti = {
@@ -501,7 +507,8 @@ proof_refused(const char *service, const char *token,
 
 enum cs_err
 tokens_introspect(const struct broker_config *cfg, const char *service,
-    const char *const *audiences, size_t naudiences, const char *token,
+    const char *cred, const char *const *audiences, size_t naudiences,
+    const char *token,
     const struct tokens_proof *proof, json_t **out, struct cs_error *err)
 {
 	struct keyset *ks = NULL;
@@ -510,7 +517,7 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	struct batch_use use;
 	const struct jose_key *const *keys;
 	json_t *claims = NULL, *resp = NULL;
-	const char *params[4], *etag = NULL;
+	const char *params[5], *etag = NULL;
 	enum cs_verify_result vr;
 	enum cs_err rc;
 	size_t nkeys, i, jwks_len;
@@ -556,6 +563,7 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 	use.service = service;
 	use.agent = c.sub;
 	use.audience = c.aud;
+	use.cred = cred != NULL ? cred : "";
 	if (batch_running()) {
 		/* Outside a transaction: join the next group commit of uses. */
 		rc = batch_record_use(&use);
@@ -564,6 +572,7 @@ tokens_introspect(const struct broker_config *cfg, const char *service,
 		params[1] = service;
 		params[2] = c.sub;
 		params[3] = c.aud;
+		params[4] = use.cred;
 		rc = db_exec(&record_use, params, &res);
 		if (rc == CS_OK && db_nrows(res) == 1) {
 			snprintf(use.result, sizeof(use.result), "%s",

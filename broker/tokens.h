@@ -100,8 +100,11 @@ struct tokens_proof {
 };
 
 /*
- * tokens_introspect(cfg, service, audiences, n, token, proof, out, err):
- * RFC 7662 for a service whose audiences are audiences[0..n). Verifies the
+ * tokens_introspect(cfg, service, cred, audiences, n, token, proof, out,
+ * err): RFC 7662 for a service whose audiences are audiences[0..n), which
+ * authenticated with the secret whose HMAC is cred in hex ("" or NULL for
+ * a key; struct service's cred): the use is counted only if the database
+ * still has the service enabled with that secret. Verifies the
  * token (signature, typ, issuer, lifetime), checks its audience is the
  * service's, checks the forwarded DPoP proof if proof->proof is set (ath
  * and key against the token's cnf.jkt; a refusal is audited as
@@ -113,7 +116,8 @@ struct tokens_proof {
  * learns nothing of why). CS_ERR_UNAVAILABLE if the use cannot be recorded.
  */
 enum cs_err tokens_introspect(const struct broker_config *cfg,
-    const char *service, const char *const *audiences, size_t n,
+    const char *service, const char *cred, const char *const *audiences,
+    size_t n,
     const char *token, const struct tokens_proof *proof, json_t **out,
     struct cs_error *err);
 

@@ -22,6 +22,19 @@ util_secure_zero(void *p, size_t n)
 		OPENSSL_cleanse(p, n);
 }
 
+void
+util_hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 int
 util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 {

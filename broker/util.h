@@ -12,6 +12,9 @@
 #define UTIL_DURATION_MAX	(366LL * 24 * 3600)
 
 /* util_secure_zero(p, n): overwrite n bytes at p; never optimised away. */
+
+/* util_hex(b, n, out): lowercase hex of n bytes into out (2n + 1 bytes). */
+void util_hex(const unsigned char *b, size_t n, char *out);
 void util_secure_zero(void *p, size_t n);
 
 /*

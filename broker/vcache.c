@@ -50,10 +50,9 @@ vcache_free(void)
 static int
 key_of(const char *etag, const char *token, size_t len, char hex[65])
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char md[32];
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int ok, i;
+	int ok;
 
 	ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
 	    EVP_DigestUpdate(ctx, etag, strlen(etag) + 1) == 1 &&
@@ -62,11 +61,7 @@ key_of(const char *etag, const char *token, size_t len, char hex[65])
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return -1;
-	for (i = 0; i < 32; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[64] = '\0';
+	util_hex(md, sizeof(md), hex);
 	return 0;
 }
 

@@ -86,32 +86,69 @@ test('service rotate-secret and disable end leaked service credentials at once, 
   const made = b.cliOk('service', 'add', 'leaky', '--audience', AUD, '--json').json;
   const old = { id: made.client_id, secret: made.client_secret };
   const token = await readToken();
-  assert.equal((await introspect(token, old)).json.active, true);
+  const { jti } = decodeJwt(token).payload;
   const failures = () => b.sql(`SELECT details->>'reason' FROM audit_events WHERE type = 'service.auth_failed'
                                 AND subject = 'leaky' ORDER BY seq`).map((r) => r[0]);
+  const useCount = () => b.sql(`SELECT use_count FROM tokens WHERE jti = '${jti}'`)[0][0];
+  // The last two uses: one through each broker below.
+  const lastUses = () => b.sql(`SELECT details->>'result', actor FROM audit_events WHERE type = 'token.used'
+                                AND jti = '${jti}' ORDER BY seq DESC LIMIT 2`);
+  // Introspection remembers a service's authentication for cache_ttl_ms;
+  // two more brokers remember it for a minute, so that the rotation and
+  // the disabling below happen while they still do: one records uses in
+  // group commits, the other one statement at a time.
+  const slow = await b.sibling({ COUNTERSIGN_CACHE_TTL_MS: '60000', COUNTERSIGN_ISSUER: b.url });
+  const single = await b.sibling({ COUNTERSIGN_CACHE_TTL_MS: '60000', COUNTERSIGN_ISSUER: b.url, COUNTERSIGN_GROUP_COMMIT: '0' });
+  try {
+    // Through both; each answer must be the same.
+    const at = async (cred) => {
+      const [x, y] = [await slow.post('/oauth2/introspect', { token }, { auth: cred }),
+        await single.post('/oauth2/introspect', { token }, { auth: cred })];
+      assert.deepEqual(y.json, x.json);
+      return x;
+    };
+    assert.equal((await at(old)).json.active, true);
 
-  const rotated = b.cliOk('service', 'rotate-secret', 'leaky', '--json').json;
-  assert.equal(rotated.client_id, 'leaky');
-  assert.match(rotated.client_secret, /^[A-Za-z0-9_-]{43}$/);
-  assert.notEqual(rotated.client_secret, old.secret);
-  const fresh = { id: 'leaky', secret: rotated.client_secret };
-  let r = await introspect(token, old);
-  assert.equal(r.status, 401);
-  assert.equal(r.json.error, 'invalid_client');
-  assert.equal((await introspect(token, fresh)).json.active, true);
-  assert.deepEqual(failures(), ['bad_secret']);
-  // The secret is shown once and never written to the audit log.
-  const events = b.sql(`SELECT type, actor, details::text FROM audit_events WHERE subject = 'service:leaky' ORDER BY seq`);
-  assert.deepEqual(events.map((e) => e[0]), ['service.created', 'service.secret_rotated']);
-  assert.match(events[1][1], /^admin:/);
-  assert.ok(!events.some((e) => e[2].includes(rotated.client_secret) || e[2].includes(old.secret)));
+    const rotated = b.cliOk('service', 'rotate-secret', 'leaky', '--json').json;
+    assert.equal(rotated.client_id, 'leaky');
+    assert.match(rotated.client_secret, /^[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(rotated.client_secret, old.secret);
+    const fresh = { id: 'leaky', secret: rotated.client_secret };
+    // The remembered old secret still authenticates there, but the
+    // database re-checks the secret with the use: refused, not counted.
+    let before = useCount();
+    assert.deepEqual((await at(old)).json, { active: false });
+    assert.equal(useCount(), before);
+    assert.deepEqual(lastUses(), [['service_refused', 'service:leaky'], ['service_refused', 'service:leaky']]);
+    // Once nothing remembers it, the old secret is a failed authentication.
+    await sleep(1100);
+    let r = await introspect(token, old);
+    assert.equal(r.status, 401);
+    assert.equal(r.json.error, 'invalid_client');
+    assert.deepEqual(failures(), ['bad_secret']);
+    assert.equal((await introspect(token, fresh)).json.active, true);
+    assert.equal((await at(fresh)).json.active, true);
+    // The secret is shown once and never written to the audit log.
+    const events = b.sql(`SELECT type, actor, details::text FROM audit_events WHERE subject = 'service:leaky' ORDER BY seq`);
+    assert.deepEqual(events.map((e) => e[0]), ['service.created', 'service.secret_rotated']);
+    assert.match(events[1][1], /^admin:/);
+    assert.ok(!events.some((e) => e[2].includes(rotated.client_secret) || e[2].includes(old.secret)));
 
-  const off = b.cliOk('service', 'disable', 'leaky', '--json').json;
-  assert.deepEqual(off, { name: 'leaky', disabled: true, changed: true });
-  r = await introspect(token, fresh);
-  assert.equal(r.status, 401);
-  assert.equal(r.json.error, 'invalid_client');
-  assert.deepEqual(failures(), ['bad_secret', 'disabled']);
+    const off = b.cliOk('service', 'disable', 'leaky', '--json').json;
+    assert.deepEqual(off, { name: 'leaky', disabled: true, changed: true });
+    before = useCount();
+    assert.deepEqual((await at(fresh)).json, { active: false });
+    assert.equal(useCount(), before);
+    assert.deepEqual(lastUses(), [['service_refused', 'service:leaky'], ['service_refused', 'service:leaky']]);
+    await sleep(1100);
+    r = await introspect(token, fresh);
+    assert.equal(r.status, 401);
+    assert.equal(r.json.error, 'invalid_client');
+    assert.deepEqual(failures(), ['bad_secret', 'disabled']);
+  } finally {
+    await slow.stop();
+    await single.stop();
+  }
   assert.equal(b.cliOk('service', 'list', '--json').json.find((s) => s.name === 'leaky').disabled, true);
   // Again: nothing changes and nothing more is audited; a new secret does
   // not bring a disabled service back.
