@@ -96,8 +96,9 @@ static const struct db_stmt lookup_service = {
 /*
  * A recent successful secret authentication, keyed by the service's name
  * (its client_id), for introspection only: the statement that records the
- * use re-checks in the database that the service is still enabled
- * (decision 0005's rule: a cache may only make a request fail).
+ * use re-checks in the database that the service is still enabled and
+ * still has this secret (decision 0005's rule: a cache may only make a
+ * request fail).
  */
 #define AUTH_AUDIENCES_BYTES	2048
 

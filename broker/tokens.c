@@ -66,9 +66,9 @@ static const struct db_stmt record_use = {
 	"tk.use_count, tk.max_uses, (SELECT x.disabled_at FROM agents x "
 	"WHERE x.id = tk.actor_agent_id) AS actor_disabled_at "
 	"FROM tokens tk JOIN agents a ON a.id = tk.agent_id WHERE tk.jti = $1), "
-	"s AS (SELECT 1 FROM services s WHERE s.name = $2 "
-	"AND s.disabled_at IS NULL AND ($5 = '' OR "
-	"s.secret_hash = decode($5, 'hex'))), "
+	"s AS (SELECT 1 FROM services v WHERE v.name = $2 "
+	"AND v.disabled_at IS NULL AND ($5 = '' OR "
+	"v.secret_hash = decode($5, 'hex'))), "
 	"u AS (UPDATE tokens tk SET use_count = use_count + 1, "
 	"last_used_at = now() WHERE tk.jti = $1 AND EXISTS (SELECT 1 FROM s) "
 	"AND tk.revoked_at IS NULL "
@@ -651,7 +651,8 @@ revoke_cascade(const char *jti, const char *actor, const char *via,
 {
 	const char *params[3];
 	struct db_result *res = NULL;
-	char *level = NULL, **jtis = NULL;
+	const char **jtis = NULL;
+	char *level = NULL;
 	enum cs_err rc = CS_OK;
 	int depth, i, rows;
 
@@ -672,9 +673,9 @@ revoke_cascade(const char *jti, const char *actor, const char *via,
 			goto out;
 		}
 		for (i = 0; i < rows; i++)
-			jtis[i] = (char *)db_value(res, i, 0);
+			jtis[i] = db_value(res, i, 0);
 		free(level);
-		level = db_text_array((const char *const *)jtis, (size_t)rows);
+		level = db_text_array(jtis, (size_t)rows);
 		free(jtis);
 		jtis = NULL;
 		db_result_free(res);

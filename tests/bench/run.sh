@@ -27,8 +27,10 @@ agent_basic=$(printf '%s:%s' "$id" "$secret" | base64 -w0)
 svc_basic=$(printf '%s:%s' "$sid" "$ssecret" | base64 -w0)
 psqlq() { psql -X -q -At "$owner" -c "$1"; }
 
+# start_broker SEAL [VAR=VALUE ...]: the broker, with the sealer on (1) or
+# off (0) and any extra settings.
 start_broker() {
-	COUNTERSIGN_AUDIT_SEAL=$1 "$bin" serve 2>>"$work/broker.log" &
+	env COUNTERSIGN_AUDIT_SEAL="$1" "${@:2}" "$bin" serve 2>>"$work/broker.log" &
 	broker_pid=$!
 	for _ in $(seq 100); do
 		curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
@@ -108,6 +110,25 @@ for _ in $(seq 2000); do
 	    "http://127.0.0.1:$port/oauth2/token" | jq -r .access_token
 done > "$work/tokens.txt"
 BENCH_TOKENS_FILE=$work/tokens.txt run_wrk "introspection, 2,000 tokens" 16 introspect.lua "$svc_basic" /oauth2/introspect
+# The introspection path's two caches (decisions 0005 and 0007), turned off
+# in turn over the same tokens, alternated, since runs drift on a shared
+# machine more than they differ.
+echo "== introspection's caches on and off, alternating (2,000 tokens, 16 connections)"
+for round in 1 2; do
+	for variant in "both caches on" "verify_cache off" "service authentication cache off" "both off"; do
+		case $variant in
+		"both caches on") extra=() ;;
+		"verify_cache off") extra=(COUNTERSIGN_VERIFY_CACHE=0) ;;
+		"service authentication cache off") extra=(COUNTERSIGN_CACHE_TTL_MS=0) ;;
+		*) extra=(COUNTERSIGN_VERIFY_CACHE=0 COUNTERSIGN_CACHE_TTL_MS=0) ;;
+		esac
+		stop_broker
+		start_broker 1 "${extra[@]}"
+		BENCH_TOKENS_FILE=$work/tokens.txt run_wrk "introspection, $variant, round $round" 16 introspect.lua "$svc_basic" /oauth2/introspect
+	done
+done
+stop_broker
+start_broker 1
 echo "== step-up round trip: bc-authorize, approve, collect (one client, sequential)"
 BENCH_URL=http://127.0.0.1:$port BENCH_AGENT_ID=$id BENCH_AGENT_SECRET=$secret \
 BENCH_APPROVER_KEY=$approver_key BENCH_SCOPE=bench:write \
