@@ -223,9 +223,9 @@ out:
  * it authenticated, perhaps through services.c's cache, is not counted:
  * service_refused.
  * The update names its rows by "jti = ANY ($1)", not by a join with r:
- * joined, the planner may scan every token for each batch (it did, once
- * the filter on expires_at looked selective), and the cost of a use grew
- * with the table.
+ * joined, on a table without statistics (before autovacuum's first
+ * ANALYZE) the planner guessed its filter leaves one row and scanned every
+ * token for each batch (tests/e2e/scale.test.mjs).
  */
 static const struct db_stmt record_uses = {
 	"batch_record_uses",
