@@ -60,6 +60,6 @@ enum cs_err cs_error_set(struct cs_error *err, enum cs_err code,
 #define CS_SCOPE_MAX		128	/* one scope token */
 #define CS_SCOPES_MAX		32	/* scopes in one request */
 #define CS_AUDIENCE_MAX		256	/* one resource / audience */
-#define CS_JTI_LEN		22	/* 16 random bytes, base64url */
+#define CS_JTI_LEN		22	/* util_token_id: time, then 90 random bits */
 
 #endif

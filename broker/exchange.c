@@ -366,7 +366,7 @@ mint(const struct broker_config *cfg, const struct exchange_request *req,
 	int64_t iat = util_now();
 	enum cs_err rc;
 
-	if (util_random_token(16, out->jti, sizeof(out->jti)) != 0 ||
+	if (util_token_id(out->jti, sizeof(out->jti)) != 0 ||
 	    (out->scope = scopes_join(&s->scopes)) == NULL) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;

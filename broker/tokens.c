@@ -245,7 +245,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 	    json_object_get(m->extra_claims, "cnf") != NULL;
 
 	memset(out, 0, sizeof(*out));
-	if (util_random_token(16, out->jti, sizeof(out->jti)) != 0) {
+	if (util_token_id(out->jti, sizeof(out->jti)) != 0) {
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}

@@ -327,6 +327,47 @@ out:
 	return rc;
 }
 
+/*
+ * Base64's 64 symbols in ASCII order: a string of them sorts, bytewise, in
+ * the order of the bits it encodes, and it is still made only of the
+ * base64url alphabet.
+ */
+static const char sortable64[] =
+    "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+
+int
+util_token_id(char *out, size_t cap)
+{
+	unsigned char r[12];	/* 96 bits; the last 6 are not used */
+	struct timespec ts;
+	uint64_t ms, bits = 0;
+	int have = 0;
+	size_t i, j = 0;
+
+	if (cap < UTIL_TOKEN_ID_LEN + 1 || RAND_bytes(r, sizeof(r)) != 1)
+		return -1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	/*
+	 * 42 bits of milliseconds, good until the year 2109. Their first
+	 * character is never '-' (that takes ms below 2^36, in 1972), so an id
+	 * cannot be mistaken for a command-line option.
+	 */
+	for (i = 0; i < 7; i++)
+		out[i] = sortable64[(ms >> (36 - 6 * i)) & 63];
+	for (i = 7; i < UTIL_TOKEN_ID_LEN; i++) {
+		if (have < 6) {
+			bits = (bits << 8) | r[j++];
+			have += 8;
+		}
+		have -= 6;
+		out[i] = sortable64[(bits >> have) & 63];
+	}
+	out[UTIL_TOKEN_ID_LEN] = '\0';
+	util_secure_zero(r, sizeof(r));
+	return 0;
+}
+
 int
 util_split_list(char *text, char **items, size_t max, size_t *n)
 {

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "util.h"
@@ -427,6 +428,93 @@ test_random_token(void)
 	CHECK(ok);
 }
 
+/* Decode the 7 leading characters of a token id back to milliseconds. */
+static int64_t
+token_id_ms(const char *id)
+{
+	static const char al[] =
+	    "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+	int64_t ms = 0;
+	int i;
+
+	for (i = 0; i < 7; i++) {
+		const char *p = strchr(al, id[i]);
+
+		if (p == NULL || id[i] == '\0')
+			return -1;
+		ms = (ms << 6) | (int64_t)(p - al);
+	}
+	return ms;
+}
+
+static void
+test_token_id(void)
+{
+	static const char al[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	char a[UTIL_TOKEN_ID_LEN + 1], b[UTIL_TOKEN_ID_LEN + 1];
+	char small[UTIL_TOKEN_ID_LEN];
+	unsigned char seen[256];
+	struct timespec ts, pause = { 0, 3 * 1000 * 1000 };
+	int64_t before, after, ms;
+	size_t i;
+	int ok = 1, sorted = 1;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	before = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	CHECK(util_token_id(a, sizeof(a)) == 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	after = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	CHECK(strlen(a) == UTIL_TOKEN_ID_LEN);
+	/* Still a base64url string, as jti values were before. */
+	CHECK(strspn(a, al) == UTIL_TOKEN_ID_LEN);
+	/* The prefix is the wall clock when it was minted. */
+	ms = token_id_ms(a);
+	CHECK(ms >= before && ms <= after);
+	/* Never a leading '-', which a command line would take for an option. */
+	CHECK(a[0] != '-');
+
+	/* Too small a buffer is refused and left alone. */
+	memset(small, 'x', sizeof(small));
+	CHECK(util_token_id(small, sizeof(small)) == -1);
+	CHECK(small[0] == 'x');
+
+	/*
+	 * Ids minted a few milliseconds apart sort in minting order bytewise
+	 * (strcmp, PostgreSQL's C collation); ids of the same millisecond
+	 * differ in their random part.
+	 */
+	for (i = 0; i < 20; i++) {
+		nanosleep(&pause, NULL);
+		if (util_token_id(b, sizeof(b)) != 0 || strcmp(a, b) >= 0)
+			sorted = 0;
+		memcpy(a, b, sizeof(a));
+	}
+	CHECK(sorted);
+	CHECK(util_token_id(a, sizeof(a)) == 0 &&
+	    util_token_id(b, sizeof(b)) == 0);
+	CHECK(strcmp(a + 7, b + 7) != 0);
+
+	/*
+	 * The random part covers the whole alphabet: 200 ids of 15 random
+	 * characters miss one of 64 with odds far below 2^-60.
+	 */
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < 200; i++) {
+		if (util_token_id(a, sizeof(a)) != 0) {
+			ok = 0;
+			continue;
+		}
+		for (size_t k = 7; k < UTIL_TOKEN_ID_LEN; k++)
+			seen[(unsigned char)a[k]] = 1;
+	}
+	CHECK(ok);
+	for (i = 0; i < 64; i++)
+		if (!seen[(unsigned char)al[i]])
+			ok = 0;
+	CHECK(ok);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -438,6 +526,7 @@ main(int argc, char **argv)
 	test_valid_name();
 	test_valid_utf8();
 	test_random_token();
+	test_token_id();
 	{
 		char a[] = "x,y,z", b[] = "one", c[] = "a,,b", d[] = "a,", e[] = "",
 		    f[] = "1,2,3,4";
