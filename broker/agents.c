@@ -59,10 +59,29 @@ static const struct db_stmt list_agents = {
 	0
 };
 
+/*
+ * Whether an agent is disabled, and whether the secret whose HMAC is $2
+ * (hex; '' when it authenticated with a key) is still its secret.
+ */
 static const struct db_stmt agent_disabled = {
 	"agents_disabled",
-	"SELECT disabled_at IS NOT NULL FROM agents WHERE id = $1::bigint",
-	1
+	"SELECT disabled_at IS NOT NULL, $2 = '' OR secret_hash IS NOT DISTINCT "
+	"FROM decode($2, 'hex') FROM agents WHERE id = $1::bigint",
+	2
+};
+
+/*
+ * A new secret for a secret-authenticated agent; the old one stops working
+ * at once. An agent registered with a key has no secret.
+ */
+static const struct db_stmt rotate_agent_secret = {
+	"agents_rotate_secret",
+	"WITH a AS (UPDATE agents SET secret_hash = $2::bytea WHERE name = $1 "
+	"AND secret_hash IS NOT NULL RETURNING id, name) "
+	"INSERT INTO audit_events (type, actor, subject, details) "
+	"SELECT 'agent.secret_rotated', $3, 'agent:' || a.name, "
+	"jsonb_build_object('agent_id', a.id) FROM a RETURNING seq",
+	3
 };
 
 static const struct db_stmt lookup_client = {
@@ -117,6 +136,7 @@ auth_from_cache(const char *id, const char *secret, struct client *out)
 		out->agent_id = e.agent_id;
 		snprintf(out->name, sizeof(out->name), "%s", e.name);
 		snprintf(out->client_id, sizeof(out->client_id), "%s", id);
+		util_hex(got, KEYS_HASH_LEN, out->cred);
 	}
 	util_secure_zero(&e, sizeof(e));
 	util_secure_zero(got, sizeof(got));
@@ -124,18 +144,17 @@ auth_from_cache(const char *id, const char *secret, struct client *out)
 }
 
 static void
-auth_to_cache(const char *secret, const struct client *c)
+auth_to_cache(const unsigned char *hmac, const struct client *c)
 {
 	struct auth_entry e;
 
 	if (auth_cache == NULL)
 		return;
 	memset(&e, 0, sizeof(e));
-	if (keys_secret_hash(secret, strlen(secret), e.hmac) == 0) {
-		e.agent_id = c->agent_id;
-		snprintf(e.name, sizeof(e.name), "%s", c->name);
-		cache_put(auth_cache, c->client_id, &e);
-	}
+	memcpy(e.hmac, hmac, KEYS_HASH_LEN);
+	e.agent_id = c->agent_id;
+	snprintf(e.name, sizeof(e.name), "%s", c->name);
+	cache_put(auth_cache, c->client_id, &e);
 	util_secure_zero(&e, sizeof(e));
 }
 
@@ -211,6 +230,47 @@ out:
 }
 
 enum cs_err
+agents_rotate_secret(const char *name, const char *actor, char *secret,
+    struct cs_error *err)
+{
+	const char *params[3];
+	struct db_result *res = NULL;
+	char *hash_param = NULL;
+	enum cs_err rc;
+
+	if (keys_new_secret(secret, &hash_param) != 0)
+		return cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+	params[0] = name;
+	params[1] = hash_param;
+	params[2] = actor;
+	rc = db_exec(&rotate_agent_secret, params, &res);
+	if (rc != CS_OK) {
+		cs_error_set(err, rc, "database error");
+		goto out;
+	}
+	if (db_nrows(res) == 1)
+		goto out;
+	db_result_free(res);
+	res = NULL;
+	rc = db_exec(&agent_exists, params, &res);
+	if (rc != CS_OK)
+		cs_error_set(err, rc, "database error");
+	else if (db_nrows(res) == 0)
+		rc = cs_error_set(err, CS_ERR_NOT_FOUND, "no agent named '%s'",
+		    name);
+	else
+		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST, "agent '%s' "
+		    "authenticates with a registered key and has no secret",
+		    name);
+out:
+	if (rc != CS_OK)
+		util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
+	free(hash_param);
+	db_result_free(res);
+	return rc;
+}
+
+enum cs_err
 agents_list(json_t **out)
 {
 	return db_exec_json(&list_agents, NULL, out);
@@ -246,11 +306,13 @@ agents_authenticate(const char *authorization, const struct form *body,
 {
 	char *id = NULL, *secret = NULL;
 	const char *method = "none", *params[1];
+	unsigned char mac[KEYS_HASH_LEN];
 	struct db_result *res = NULL;
 	int known;
 	enum cs_err rc;
 
 	memset(out, 0, sizeof(*out));
+	memset(mac, 0, sizeof(mac));
 	switch (form_client_credentials(authorization, body, &id, &secret,
 	    &method)) {
 	case FORM_CRED_OK:
@@ -305,12 +367,18 @@ agents_authenticate(const char *authorization, const struct form *body,
 		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
 		goto out;
 	}
+	if (keys_secret_hash(secret, strlen(secret), mac) != 0) {
+		rc = cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+		goto out;
+	}
 	snprintf(out->name, sizeof(out->name), "%s", db_value(res, 0, 1));
 	snprintf(out->client_id, sizeof(out->client_id), "%s", id);
+	util_hex(mac, KEYS_HASH_LEN, out->cred);
 	out->method = method;
-	auth_to_cache(secret, out);
+	auth_to_cache(mac, out);
 	rc = CS_OK;
 out:
+	util_secure_zero(mac, sizeof(mac));
 	free(id);
 	if (secret != NULL) {
 		util_secure_zero(secret, strlen(secret));
@@ -323,15 +391,16 @@ out:
 enum cs_err
 agents_recheck(const struct client *c, struct cs_error *err)
 {
-	const char *params[1];
+	const char *params[2];
 	struct db_result *res = NULL;
 	char idbuf[24];
 	enum cs_err rc;
-	int disabled;
+	int disabled, same_secret;
 
 	cache_remove(auth_cache, c->client_id);
 	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)c->agent_id);
 	params[0] = idbuf;
+	params[1] = c->cred;
 	rc = db_exec(&agent_disabled, params, &res);
 	if (rc != CS_OK) {
 		db_result_free(res);
@@ -339,8 +408,14 @@ agents_recheck(const struct client *c, struct cs_error *err)
 		    "the broker cannot check credentials right now");
 	}
 	disabled = db_nrows(res) != 1 || strcmp(db_value(res, 0, 0), "t") == 0;
+	same_secret = db_nrows(res) == 1 && strcmp(db_value(res, 0, 1), "t") == 0;
 	db_result_free(res);
-	if (!disabled)
-		return CS_OK;
-	return auth_failed(c->client_id, c->method, "token", "disabled", err);
+	if (disabled)
+		return auth_failed(c->client_id, c->method, "token", "disabled",
+		    err);
+	/* Rotated after a cached authentication: the old secret is wrong now. */
+	if (!same_secret)
+		return auth_failed(c->client_id, c->method, "token",
+		    "bad_secret", err);
+	return CS_OK;
 }

@@ -10,6 +10,7 @@
 
 #include "countersign.h"
 #include "form.h"
+#include "keys.h"
 
 /* Client secrets: 32 random bytes, base64url (43 characters). */
 #define AGENTS_SECRET_BYTES	32
@@ -21,6 +22,13 @@ struct client {
 	char name[CS_NAME_MAX + 1];
 	char client_id[CS_NAME_MAX + 1];
 	const char *method;	/* "client_secret_basic" or "client_secret_post" */
+	/*
+	 * Lowercase hex of the secret's HMAC when the client authenticated
+	 * with a secret, "" otherwise. Statements that mint a token re-check
+	 * it against agents.secret_hash, so a rotated secret stops at once on
+	 * every broker even while one still remembers the old one.
+	 */
+	char cred[2 * KEYS_HASH_LEN + 1];
 };
 
 /*
@@ -42,6 +50,18 @@ enum cs_err agents_disable(const char *name, const char *actor,
 
 /* agents_list(out): a new JSON array of agents (no secrets). */
 enum cs_err agents_list(json_t **out);
+
+/*
+ * agents_rotate_secret(name, actor, secret, err): give a secret-
+ * authenticated agent a new random secret (written into secret,
+ * AGENTS_SECRET_LEN+1 bytes, shown once; the caller wipes it) and audit
+ * agent.secret_rotated in the same statement. The old secret stops at
+ * once: every minting statement re-checks the secret (struct client's
+ * cred). CS_ERR_NOT_FOUND for no such agent, CS_ERR_INVALID_REQUEST for
+ * an agent that authenticates with a registered key.
+ */
+enum cs_err agents_rotate_secret(const char *name, const char *actor,
+    char *secret, struct cs_error *err);
 
 /*
  * agents_cache_init(ttl_ms): remember successful authentications for the
@@ -70,8 +90,9 @@ enum cs_err agents_authenticate(const char *authorization,
 /*
  * agents_recheck(c, err): after the database refused to issue for c,
  * forget c's cached authentication and tell whether the agent has been
- * disabled meanwhile: CS_ERR_INVALID_CLIENT (audited like any failed
- * authentication) if so, CS_OK if it is still enabled.
+ * disabled, or its secret rotated, meanwhile: CS_ERR_INVALID_CLIENT
+ * (audited like any failed authentication) if so, CS_OK if it still
+ * authenticates.
  */
 enum cs_err agents_recheck(const struct client *c, struct cs_error *err);
 

@@ -1554,9 +1554,20 @@ approvals_collect(const struct broker_config *cfg,
 	m.max_uses = max_uses;
 	rc = tokens_mint(cfg, &m, out, err);
 	if (rc == CS_ERR_CONFLICT) {
+		/*
+		 * The insert refused. If the agent was disabled, or its secret
+		 * rotated, after a cached authentication, answer as
+		 * authentication would, out of the transaction so that the
+		 * failure's audit event is kept; the request stays approved for
+		 * the agent's new secret.
+		 */
+		db_rollback();
+		in_tx = 0;
+		if ((rc = agents_recheck(client, err)) != CS_OK)
+			goto out;
 		reason = "grant_revoked";
 		snprintf(msg, sizeof(msg), "a grant was revoked");
-		goto refuse;
+		goto refused;
 	}
 	if (rc != CS_OK)
 		goto out;
@@ -1581,6 +1592,7 @@ approvals_collect(const struct broker_config *cfg,
 refuse:
 	db_rollback();
 	in_tx = 0;
+refused:
 	tokens_issued_clear(out);
 	rc = collect_denied(client, id, reason, CS_ERR_INVALID_GRANT, msg, err);
 	goto out;

@@ -66,12 +66,14 @@ static const struct db_stmt insert_batch = {
 	"batch_insert_tokens",
 	"WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], "
 	"$4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], "
-	"$9::text[], $10::text[], $11::int[], $12::bool[], $13::bool[]) "
+	"$9::text[], $10::text[], $11::int[], $12::bool[], $13::bool[], "
+	"$14::text[]) "
 	"AS u(agent_id, jti, scopes, audience, client_id, kid, iat, exp, name, "
-	"details, max_uses, read_only, bound)), "
+	"details, max_uses, read_only, bound, cred)), "
 	"ok AS (SELECT r.*, string_to_array(r.scopes, ' ') AS sc FROM r "
 	"WHERE EXISTS (SELECT 1 FROM agents a WHERE a.id = r.agent_id "
-	"AND a.disabled_at IS NULL) "
+	"AND a.disabled_at IS NULL "
+	"AND (r.cred = '' OR a.secret_hash = decode(r.cred, 'hex'))) "
 	"AND (SELECT count(*) FROM grants g WHERE g.agent_id = r.agent_id "
 	"AND g.audience = r.audience "
 	"AND g.scope = ANY(string_to_array(r.scopes, ' ')) "
@@ -92,7 +94,7 @@ static const struct db_stmt insert_batch = {
 	"SELECT 'token.issued', 'agent:' || ok.name, 'agent:' || ok.name, "
 	"ok.jti, ok.details::jsonb FROM ok JOIN t USING (jti) RETURNING jti) "
 	"SELECT jti FROM e",
-	13
+	14
 };
 
 int
@@ -137,12 +139,12 @@ num_lit(char **buf, size_t *len, size_t *cap, const char *item)
 static void
 commit_tokens(struct item **items, int n)
 {
-	const char *texts[7][BATCH_MAX];
-	char *arrays[7] = { NULL };
+	const char *texts[8][BATCH_MAX];
+	char *arrays[8] = { NULL };
 	/* agent_id, iat, exp, max_uses, read_only, bound */
 	char *nums[6] = { NULL };
 	size_t nlen[6] = { 0 }, ncap[6] = { 0 };
-	const char *params[13];
+	const char *params[14];
 	struct db_result *res = NULL;
 	enum cs_err rc = CS_ERR_INTERNAL;
 	int i, k, r;
@@ -158,6 +160,7 @@ commit_tokens(struct item **items, int n)
 		texts[4][i] = t->kid;
 		texts[5][i] = t->agent_name;
 		texts[6][i] = t->details;
+		texts[7][i] = t->cred != NULL ? t->cred : "";
 		snprintf(b[0], sizeof(b[0]), "%lld", (long long)t->agent_id);
 		snprintf(b[1], sizeof(b[1]), "%lld", (long long)t->iat);
 		snprintf(b[2], sizeof(b[2]), "%lld", (long long)t->exp);
@@ -168,7 +171,7 @@ commit_tokens(struct item **items, int n)
 			if (num_lit(&nums[k], &nlen[k], &ncap[k], b[k]) != 0)
 				goto out;
 	}
-	for (k = 0; k < 7; k++) {
+	for (k = 0; k < 8; k++) {
 		arrays[k] = db_text_array(texts[k], (size_t)n);
 		if (arrays[k] == NULL)
 			goto out;
@@ -186,6 +189,7 @@ commit_tokens(struct item **items, int n)
 	params[10] = nums[3];
 	params[11] = nums[4];
 	params[12] = nums[5];
+	params[13] = arrays[7];
 	rc = db_exec(&insert_batch, params, &res);
 	if (rc != CS_OK) {
 		rc = CS_ERR_UNAVAILABLE;
@@ -204,7 +208,7 @@ out:
 	if (rc != CS_OK)
 		for (i = 0; i < n; i++)
 			items[i]->rc = rc;
-	for (k = 0; k < 7; k++)
+	for (k = 0; k < 8; k++)
 		free(arrays[k]);
 	for (k = 0; k < 6; k++)
 		free(nums[k]);

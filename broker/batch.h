@@ -34,6 +34,7 @@ struct batch_token {
 	int64_t max_uses;	/* 0: unlimited */
 	int read_only;
 	int bound;		/* carries cnf: re-checked against require_dpop */
+	const char *cred;	/* struct client's cred: re-checked, '' for none */
 };
 
 /*

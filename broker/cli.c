@@ -60,6 +60,7 @@ cli_usage(void)
 	    "  migrate                             apply database migrations\n"
 	    "  agent add NAME [--owner EMAIL] [--public-key FILE] [--json]\n"
 	    "  agent disable NAME\n"
+	    "  agent rotate-secret NAME [--json]   new secret; the old one stops\n"
 	    "  agent resume NAME                   lift a tripwire's suspension\n"
 	    "  agent list [--json]\n"
 	    "  scope add NAME --kind read|write [--max-ttl DURATION]\n"
@@ -319,6 +320,24 @@ out:
 	return rc;
 }
 
+/*
+ * Show a rotated secret once, then wipe it. kind is "agent" or "service";
+ * their client_id is their name.
+ */
+static int
+print_new_secret(const char *kind, const char *name, char *secret, int json)
+{
+	if (json)
+		print_json(json_pack("{s:s, s:s, s:s}", "name", name,
+		    "client_id", name, "client_secret", secret));
+	else
+		printf("%s %s has a new secret\nclient_secret: %s\n"
+		    "(the secret is shown only once; the old one no longer "
+		    "works)\n", kind, name, secret);
+	util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
+	return 0;
+}
+
 static int
 cmd_agent(int argc, char **argv)
 {
@@ -362,6 +381,17 @@ cmd_agent(int argc, char **argv)
 			printf("agent %s disabled\n", a.pos[0]);
 		return 0;
 	}
+	if (strcmp(argv[0], "rotate-secret") == 0) {
+		char secret[AGENTS_SECRET_LEN + 1];
+
+		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		    a.npos != 1)
+			goto usage;
+		if (agents_rotate_secret(a.pos[0], actor, secret, &err) !=
+		    CS_OK)
+			return fail(&err);
+		return print_new_secret("agent", a.pos[0], secret, a.json);
+	}
 	if (strcmp(argv[0], "resume") == 0) {
 		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
 		    a.npos != 1)
@@ -388,7 +418,8 @@ cmd_agent(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: countersign agent add NAME [--owner EMAIL] "
 	    "[--public-key FILE] [--json] | agent disable NAME |\n"
-	    "       agent resume NAME | agent list [--json]\n");
+	    "       agent rotate-secret NAME [--json] | agent resume NAME | "
+	    "agent list [--json]\n");
 	return 2;
 }
 
@@ -768,15 +799,7 @@ cmd_service(int argc, char **argv)
 		if (services_rotate_secret(a.pos[0], actor, secret, &err) !=
 		    CS_OK)
 			return fail(&err);
-		if (a.json)
-			print_json(json_pack("{s:s, s:s, s:s}", "name", a.pos[0],
-			    "client_id", a.pos[0], "client_secret", secret));
-		else
-			printf("service %s has a new secret\nclient_secret: %s\n"
-			    "(the secret is shown only once; the old one no longer "
-			    "works)\n", a.pos[0], secret);
-		util_secure_zero(secret, sizeof(secret));
-		return 0;
+		return print_new_secret("service", a.pos[0], secret, a.json);
 	}
 usage:
 	fprintf(stderr, "usage: countersign service add NAME --audience "

@@ -44,8 +44,8 @@ static const struct db_stmt actor_row = {
  * statement, only if, in this snapshot, the subject token is still live
  * and covers the new scopes and audience, no agent involved (subject,
  * caller, actor, and the subject's own actor) is disabled or suspended,
- * every scope is a read scope and every grant of the subject agent is
- * live. Zero rows back: nothing written. The subject's row is held FOR
+ * the caller still has the secret it authenticated with ($15), every scope
+ * is a read scope and every grant of the subject agent is live. Zero rows back: nothing written. The subject's row is held FOR
  * SHARE until the child is committed, so a revocation of the subject
  * either comes first (and this statement, re-checking the row it waited
  * for, sees it revoked) or waits and then finds the child to revoke with
@@ -61,6 +61,8 @@ static const struct db_stmt insert_exchanged = {
 	"AND s.audience = $4 "
 	"AND NOT EXISTS (SELECT 1 FROM agents x WHERE x.disabled_at IS NOT NULL "
 	"AND x.id IN ($10::bigint, $11::bigint, s.actor_agent_id)) "
+	"AND ($15 = '' OR EXISTS (SELECT 1 FROM agents c WHERE c.id = $10::bigint "
+	"AND c.secret_hash = decode($15, 'hex'))) "
 	"AND (SELECT count(*) FROM grants g WHERE g.agent_id = $1 "
 	"AND g.audience = $4 AND g.scope = ANY($3::text[]) "
 	"AND g.revoked_at IS NULL "
@@ -75,7 +77,7 @@ static const struct db_stmt insert_exchanged = {
 	"INSERT INTO audit_events (type, actor, subject, jti, details) "
 	"SELECT 'token.exchanged', 'agent:' || $12, 'agent:' || $13, t.jti, "
 	"$14::jsonb FROM t RETURNING seq",
-	14
+	15
 };
 
 /* Everything one exchange works with; freed by state_clear. */
@@ -362,7 +364,7 @@ mint(const struct broker_config *cfg, const struct exchange_request *req,
 	char *claims = NULL, *arr = NULL, *details = NULL;
 	char kid[JOSE_KID_LEN + 1];
 	char idbuf[24], iatbuf[24], expbuf[24], callerbuf[24], actorbuf[24];
-	const char *params[14];
+	const char *params[15];
 	int64_t iat = util_now();
 	enum cs_err rc;
 
@@ -413,6 +415,7 @@ mint(const struct broker_config *cfg, const struct exchange_request *req,
 	params[11] = req->client->name;
 	params[12] = s->subject_agent;
 	params[13] = details;
+	params[14] = req->client->cred;
 	rc = db_exec(&insert_exchanged, params, &res);
 	if (rc != CS_OK) {
 		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
@@ -420,7 +423,13 @@ mint(const struct broker_config *cfg, const struct exchange_request *req,
 		goto out;
 	}
 	if (db_nrows(res) != 1) {
-		/* Something was revoked or disabled since the checks above. */
+		/*
+		 * Something was revoked or disabled since the checks above. If
+		 * it is the caller (disabled, or its secret rotated after a
+		 * cached authentication), answer as authentication would.
+		 */
+		if ((rc = agents_recheck(req->client, err)) != CS_OK)
+			goto out;
 		rc = refuse(req, s, "revoked_during_exchange",
 		    CS_ERR_INVALID_REQUEST, err, "subject_token is not active");
 		goto out;

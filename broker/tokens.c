@@ -21,15 +21,17 @@
 
 /*
  * Insert the token row and its audit event in one statement, and only if,
- * in the same snapshot, the agent is enabled and every grant is still live
- * (and, on the client-credentials path, every scope is still a read
- * scope). Zero rows back means something was revoked between the check and
- * now, and nothing was written.
+ * in the same snapshot, the agent is enabled and still has the secret it
+ * authenticated with ($15, hex of its HMAC; '' for a key), and every grant
+ * is still live (and, on the client-credentials path, every scope is still
+ * a read scope). Zero rows back means something was revoked between the
+ * check and now, and nothing was written.
  */
 static const struct db_stmt insert_token = {
 	"tokens_insert",
 	"WITH ok AS (SELECT 1 FROM agents a WHERE a.id = $1 "
 	"AND a.disabled_at IS NULL "
+	"AND ($15 = '' OR a.secret_hash = decode($15, 'hex')) "
 	"AND (SELECT count(*) FROM grants g WHERE g.agent_id = $1 "
 	"AND g.audience = $4 AND g.scope = ANY($3::text[]) "
 	"AND g.revoked_at IS NULL "
@@ -49,7 +51,7 @@ static const struct db_stmt insert_token = {
 	"INSERT INTO audit_events (type, actor, subject, jti, details) "
 	"SELECT 'token.issued', 'agent:' || $9, 'agent:' || $9, t.jti, "
 	"$10::jsonb FROM t RETURNING seq",
-	14
+	15
 };
 
 /*
@@ -237,7 +239,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 	char kid[JOSE_KID_LEN + 1];
 	char *claims = NULL, *arr = NULL, *details = NULL;
 	char idbuf[24], iatbuf[24], expbuf[24], usesbuf[24];
-	const char *params[14];
+	const char *params[15];
 	int64_t iat;
 	enum cs_err rc;
 	/* A sender-constrained token (cnf); the insert re-checks require_dpop. */
@@ -292,6 +294,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 	params[11] = usesbuf;
 	params[12] = m->read_only ? "true" : "false";
 	params[13] = bound ? "true" : "false";
+	params[14] = m->client->cred;
 	if (m->approval_id == NULL && batch_running()) {
 		/*
 		 * Outside a transaction: join the next group commit, which
@@ -312,6 +315,7 @@ tokens_mint(const struct broker_config *cfg, const struct token_mint *m,
 		bt.max_uses = m->max_uses;
 		bt.read_only = m->read_only;
 		bt.bound = bound;
+		bt.cred = m->client->cred;
 		rc = batch_insert(&bt);
 		if (rc == CS_ERR_CONFLICT) {
 			rc = cs_error_set(err, CS_ERR_CONFLICT,

@@ -208,6 +208,8 @@ test('every state-changing path writes exactly its event', async () => {
     ['service secret rotated', () => { secrets.push(b.cliOk('service', 'rotate-secret', 'cov-old-svc', '--json').json.client_secret); },
       [['service.secret_rotated', ADMIN, 'service:cov-old-svc']]],
     ['service disabled', () => b.cliOk('service', 'disable', 'cov-old-svc'), [['service.disabled', ADMIN, 'service:cov-old-svc']]],
+    ['agent secret rotated', () => { secrets.push(b.cliOk('agent', 'rotate-secret', 'cov-agent', '--json').json.client_secret); },
+      [['agent.secret_rotated', ADMIN, agentCtx]]],
     ['agent disabled', () => b.cliOk('agent', 'disable', 'cov-agent'), [['agent.disabled', ADMIN, agentCtx]]],
   ];
   for (const [name, action, expected] of steps) {

@@ -179,6 +179,115 @@ test('service rotate-secret and disable end leaked service credentials at once, 
   assert.equal(b.cli('service', 'rotate-secret', 'a', 'b').code, 2);
 });
 
+test('agent rotate-secret ends a leaked agent secret at once on every broker, audited', async () => {
+  const XG = 'urn:ietf:params:oauth:grant-type:token-exchange';
+  const AT = 'urn:ietf:params:oauth:token-type:access_token';
+  const made = b.cliOk('agent', 'add', 'leaky-agent', '--json').json;
+  const old = { id: made.client_id, secret: made.client_secret };
+  b.cliOk('grant', 'add', 'leaky-agent', 'forum:read', '--audience', AUD);
+  b.cliOk('grant', 'add', 'leaky-agent', 'forum:post', '--audience', AUD);
+  const minted = () => Number(b.sql("SELECT count(*) FROM tokens WHERE client_id = 'leaky-agent'")[0][0]);
+  const failures = () => b.sql(`SELECT details->>'reason' FROM audit_events WHERE type = 'client.auth_failed'
+                                AND subject = 'leaky-agent' ORDER BY seq`).map((r) => r[0]);
+  const read = { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD };
+  // Four more brokers remember an authentication for a minute, so the
+  // rotation happens while they still remember the old secret. Each then
+  // tries one way of minting with it: client credentials in group commits
+  // and one statement at a time, token exchange, and the CIBA collection.
+  const cache = { COUNTERSIGN_CACHE_TTL_MS: '60000', COUNTERSIGN_ISSUER: b.url };
+  const batched = await b.sibling(cache);
+  const single = await b.sibling({ ...cache, COUNTERSIGN_GROUP_COMMIT: '0' });
+  const exchanging = await b.sibling(cache);
+  const collecting = await b.sibling(cache);
+  const siblings = [batched, single, exchanging, collecting];
+  try {
+    let subject;
+    for (const x of siblings) {
+      const r = await x.post('/oauth2/token', read, { auth: old });
+      assert.equal(r.status, 200, r.text);
+      subject = r.json.access_token;
+    }
+    // A write request approved before the rotation.
+    const ask = await b.post('/oauth2/bc-authorize', { scope: 'forum:post', resource: AUD, binding_message: 'rotate test' }, { auth: old });
+    assert.equal(ask.status, 200, ask.text);
+    const id = ask.json.auth_req_id;
+    const ok = await fetch(`${b.url}/v1/approvals/${id}/approve`, {
+      method: 'POST', headers: { authorization: `Bearer ${approverKey}`, 'content-type': 'application/json' }, body: '{}',
+    });
+    assert.equal(ok.status, 200);
+
+    const rotated = b.cliOk('agent', 'rotate-secret', 'leaky-agent', '--json').json;
+    assert.equal(rotated.client_id, 'leaky-agent');
+    assert.match(rotated.client_secret, /^[A-Za-z0-9_-]{43}$/);
+    assert.notEqual(rotated.client_secret, old.secret);
+    const fresh = { id: 'leaky-agent', secret: rotated.client_secret };
+
+    // Each broker still remembers the old secret, but every statement
+    // that mints re-checks it in the database: invalid_client, audited
+    // as a bad secret, and nothing minted.
+    const before = minted();
+    const refused = async (r) => {
+      assert.equal(r.status, 401, r.text);
+      assert.equal(r.json.error, 'invalid_client');
+    };
+    const xg = { grant_type: XG, subject_token: subject, subject_token_type: AT, scope: 'forum:read' };
+    await refused(await batched.post('/oauth2/token', read, { auth: old }));
+    await refused(await single.post('/oauth2/token', read, { auth: old }));
+    await refused(await exchanging.post('/oauth2/token', xg, { auth: old }));
+    await refused(await collecting.post('/oauth2/token', { grant_type: CIBA, auth_req_id: id }, { auth: old }));
+    assert.equal(minted(), before);
+    assert.deepEqual(failures(), ['bad_secret', 'bad_secret', 'bad_secret', 'bad_secret']);
+    // The approval was not spent by the refused collection: the new
+    // secret collects it, and works everywhere.
+    const t = await collecting.post('/oauth2/token', { grant_type: CIBA, auth_req_id: id }, { auth: fresh });
+    assert.equal(t.status, 200, t.text);
+    assert.equal(decodeJwt(t.json.access_token).payload.scope, 'forum:post');
+    for (const x of [b, ...siblings]) {
+      const r = await x.post('/oauth2/token', read, { auth: fresh });
+      assert.equal(r.status, 200, r.text);
+    }
+    assert.equal((await exchanging.post('/oauth2/token', xg, { auth: fresh })).status, 200);
+    assert.equal(minted(), before + 7);
+    // Now that nothing remembers it, the old secret is a plain failed
+    // authentication on every broker.
+    for (const x of [b, ...siblings]) await refused(await x.post('/oauth2/token', read, { auth: old }));
+    assert.equal(failures().length, 9);
+    assert.equal(minted(), before + 7);
+
+    // The secret is shown once and never written to the audit log.
+    const events = b.sql(`SELECT type, actor, details::text FROM audit_events WHERE subject = 'agent:leaky-agent'
+                          AND type LIKE 'agent.%' ORDER BY seq`);
+    assert.deepEqual(events.map((e) => e[0]), ['agent.created', 'agent.secret_rotated']);
+    assert.match(events[1][1], /^admin:/);
+    const all = b.sql("SELECT details::text FROM audit_events WHERE subject LIKE '%leaky-agent%'").map((r) => r[0]).join('\n');
+    assert.ok(!all.includes(rotated.client_secret) && !all.includes(old.secret));
+  } finally {
+    for (const x of siblings) await x.stop();
+  }
+
+  // Unknown agents, an agent that authenticates with a key, and usage.
+  const u = b.cli('agent', 'rotate-secret', 'no-such-agent');
+  assert.equal(u.code, 1);
+  assert.match(u.stderr, /no agent named 'no-such-agent'/);
+  const dir = mkdtempSync(join(tmpdir(), 'cs-agent-'));
+  try {
+    const pem = join(dir, 'agent.pem');
+    writeFileSync(pem, await jose.exportSPKI((await jose.generateKeyPair('ES256')).publicKey));
+    b.cliOk('agent', 'add', 'keyed-agent', '--public-key', pem);
+    const k = b.cli('agent', 'rotate-secret', 'keyed-agent');
+    assert.equal(k.code, 1);
+    assert.match(k.stderr, /registered key and has no secret/);
+    assert.equal(b.sql("SELECT count(*) FROM audit_events WHERE subject = 'agent:keyed-agent'")[0][0], '1');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(b.cli('agent', 'rotate-secret').code, 2);
+  assert.equal(b.cli('agent', 'rotate-secret', 'a', 'b').code, 2);
+  // Text output names the agent and shows the secret once.
+  const text = b.cliOk('agent', 'rotate-secret', 'leaky-agent').stdout;
+  assert.match(text, /^agent leaky-agent has a new secret\nclient_secret: [A-Za-z0-9_-]{43}\n/);
+});
+
 test('introspection answers RFC 7662 and records the use', async () => {
   const token = await readToken();
   const { jti } = decodeJwt(token).payload;
