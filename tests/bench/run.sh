@@ -51,18 +51,21 @@ stop_broker() {
 # a JSON line with the figures.
 run_wrk() {
 	local name=$1 conns=$2 script=$3 basic=$4 path=${5:-/oauth2/token}
-	local wthreads=2 tokens_before tokens_after out rss
+	local wthreads=2 tokens_before tokens_after out rss wal_before wal_after
 	[ "$conns" -lt 2 ] && wthreads=1
 	tokens_before=$(psqlq "SELECT count(*) FROM tokens")
+	wal_before=$(psqlq "SELECT wal_bytes || ' ' || wal_fpi FROM pg_stat_wal")
 	out=$(BENCH_BASIC=$basic BENCH_TOKEN=${BENCH_TOKEN:-} BENCH_TOKENS_FILE=${BENCH_TOKENS_FILE:-} wrk -t"$wthreads" \
 	    -c"$conns" -d"${secs}s" --latency -s "$root/tests/bench/$script" \
 	    "http://127.0.0.1:$port$path")
 	tokens_after=$(psqlq "SELECT count(*) FROM tokens")
+	wal_after=$(psqlq "SELECT wal_bytes || ' ' || wal_fpi FROM pg_stat_wal")
 	rss=$(awk '/VmHWM/ {print $2}' "/proc/$broker_pid/status")
-	python3 - "$name" "$conns" "$tokens_before" "$tokens_after" "$rss" <<PY
+	python3 - "$name" "$conns" "$tokens_before" "$tokens_after" "$rss" "$wal_before" "$wal_after" <<PY
 import json, re, sys
 out = """$out"""
-name, conns, before, after, rss = sys.argv[1:]
+name, conns, before, after, rss, wal0, wal1 = sys.argv[1:]
+wal = [int(float(b)) - int(float(a)) for a, b in zip(wal0.split(), wal1.split())]
 def lat(p):
     m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, out, re.M)
     if not m: return None
@@ -77,6 +80,11 @@ print(json.dumps({"bench": name, "connections": int(conns), "req_per_s": round(r
     "non_2xx": int(non2xx.group(1)) if non2xx else 0,
     "socket_errors": sum(map(int, errs.groups())) if errs else 0,
     "requests": total, "tokens_recorded": int(after) - int(before),
+    # PostgreSQL's write-ahead log per request (all processes, the sealer
+    # included): bytes, and full-page images (pages first touched since
+    # the last checkpoint).
+    "wal_bytes_per_request": round(wal[0] / total) if total else None,
+    "wal_fpi_per_request": round(wal[1] / total, 3) if total else None,
     "broker_peak_rss_kb": int(rss)}))
 PY
 }
