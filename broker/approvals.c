@@ -1322,11 +1322,13 @@ approvals_decide(const struct broker_config *cfg,
 	rc = approvals_get(approver, id, out, err);
 	goto out;
 unavailable:
-	if (rc != CS_ERR_INTERNAL)
-		rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
-		    "the broker cannot record this decision right now");
-	else
-		cs_error_set(err, rc, "internal error");
+	/*
+	 * Whatever the database refused (a lost connection, a full disk, a
+	 * privilege taken away from the audit log), nothing was decided:
+	 * 503, as every path that mints or records answers.
+	 */
+	rc = cs_error_set(err, CS_ERR_UNAVAILABLE,
+	    "the broker cannot record this decision right now");
 out:
 	if (in_tx)
 		db_rollback();
