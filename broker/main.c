@@ -35,11 +35,6 @@ serve(const struct broker_config *cfg)
 	char errbuf[512];
 	int sig = 0, rc = 1;
 
-	/*
-	 * Keep key material out of core dumps and away from ptrace by other
-	 * processes of the same user.
-	 */
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (keys_init(cfg, errbuf, sizeof(errbuf)) != 0) {
 		log_error("%s", errbuf);
 		return 1;
@@ -154,6 +149,17 @@ main(int argc, char **argv)
 	char **args;
 	int i, n = 0, rc;
 
+	/*
+	 * Keep key material, client secrets and approver keys out of core
+	 * dumps and away from ptrace and /proc/PID/mem of other processes of
+	 * the same user: the broker loads the signing keys, and so do the CLI
+	 * commands that hash secrets, rotate keys, sign checkpoints or carry
+	 * an approver's key. Done first, before anything secret is read.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		perror("countersign: prctl(PR_SET_DUMPABLE)");
+		return 1;
+	}
 	/* Pull --config FILE out of the arguments, wherever it is. */
 	args = calloc((size_t)argc + 1, sizeof(*args));
 	if (args == NULL)

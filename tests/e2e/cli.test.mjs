@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, Broker, ROOT, freePort, sleep } from './lib.mjs';
@@ -20,6 +20,63 @@ after(async () => {
 });
 
 const count = (q) => Number(b.sql(q)[0][0]);
+
+// Not dumpable: no core file, and no other process of the same user can
+// read its memory or environment (/proc/PID/mem, environ), because the
+// kernel hands the process's /proc entries to root. main() clears the flag
+// before anything secret is read, for serve and every CLI command alike.
+// Seen from outside: a process of user U whose /proc entries belong to
+// root. As root (CI) both would be root's, so the processes then run as
+// nobody, from a copy of the binary that nobody may execute.
+test('countersign processes are not dumpable: their /proc entries belong to root', async () => {
+  const root = process.getuid() === 0;
+  const user = root ? 65534 : process.getuid();
+  const dir = mkdtempSync(join(tmpdir(), 'cs-dump-'));
+  const procs = [];
+  try {
+    chmodSync(dir, 0o755);
+    const bin = join(dir, 'countersign');
+    copyFileSync(BIN, bin);
+    chmodSync(bin, 0o755);
+    const run = (cmd, args) => {
+      const p = root
+        ? spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', cmd, ...args], { env: { ...process.env, ...b.env }, stdio: 'ignore' })
+        : spawn(cmd, args, { env: { ...process.env, ...b.env }, stdio: 'ignore' });
+      procs.push(p);
+      return p;
+    };
+    // Wait until the process runs the named program (after setpriv's exec).
+    const running = async (p, comm) => {
+      for (let i = 0; i < 100; i++) {
+        try {
+          if (readFileSync(`/proc/${p.pid}/comm`, 'utf8').trim() === comm) return;
+        } catch { /* not there yet */ }
+        await sleep(20);
+      }
+      assert.fail(`${comm} did not start`);
+    };
+    const control = run('sleep', ['30']);
+    const cli = run(bin, ['audit', 'tail', '--follow']);
+    await running(control, 'sleep');
+    await running(cli, 'countersign');
+    await sleep(200);	// past main()'s first lines
+    assert.ok(existsSync(`/proc/${cli.pid}`), 'audit tail --follow exited');
+    assert.equal(statSync(`/proc/${cli.pid}/status`).uid, 0);
+    // The control: an ordinary process of the same user keeps its own.
+    assert.equal(statSync(`/proc/${control.pid}/status`).uid, user);
+    assert.equal(statSync(`/proc/${control.pid}/environ`).uid, user);
+    assert.equal(statSync(`/proc/${cli.pid}/environ`).uid, 0);
+    if (!root) {
+      // The broker under test runs as this user too.
+      assert.equal(statSync(`/proc/${b.proc.pid}/environ`).uid, 0);
+      assert.throws(() => readFileSync(`/proc/${b.proc.pid}/environ`), /EACCES/);
+      assert.ok(readFileSync(`/proc/${control.pid}/environ`).length > 0);
+    }
+  } finally {
+    for (const p of procs) p.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('migrate is idempotent and recorded', () => {
   const r = b.cliOk('migrate');
