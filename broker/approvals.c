@@ -23,15 +23,21 @@
 
 /* ---- SQL ---------------------------------------------------------------- */
 
+/* $6: seconds the key lasts (0: no expiry). */
+#define KEY_EXPIRY "CASE WHEN $6::bigint > 0 THEN now() + " \
+	"make_interval(secs => $6::bigint) END"
+
 static const struct db_stmt approver_insert = {
 	"approvals_approver_insert",
-	"WITH p AS (INSERT INTO approvers (name, email, groups, key_hash) "
-	"VALUES ($1, $2, $3::text[], $4::bytea) RETURNING id, name, groups) "
+	"WITH p AS (INSERT INTO approvers (name, email, groups, key_hash, "
+	"key_expires_at) VALUES ($1, $2, $3::text[], $4::bytea, " KEY_EXPIRY
+	") RETURNING id, name, groups, key_expires_at) "
 	"INSERT INTO audit_events (type, actor, subject, details) "
 	"SELECT 'approver.created', $5, 'approver:' || p.name, "
 	"jsonb_build_object('approver_id', p.id, 'groups', p.groups, "
-	"'email', $2::text) FROM p RETURNING seq",
-	5
+	"'email', $2::text, 'key_expires_at', p.key_expires_at) FROM p "
+	"RETURNING details->>'key_expires_at'",
+	6
 };
 
 static const struct db_stmt approver_disable = {
@@ -50,15 +56,18 @@ static const struct db_stmt approver_disable = {
  */
 static const struct db_stmt approver_rotate = {
 	"approvals_approver_rotate",
-	"WITH p AS (UPDATE approvers SET key_hash = $2::bytea "
-	"WHERE name = $1 AND disabled_at IS NULL RETURNING id, name), "
+	"WITH p AS (UPDATE approvers SET key_hash = $2::bytea, key_expires_at = "
+	"CASE WHEN $4::bigint > 0 THEN now() + make_interval(secs => "
+	"$4::bigint) END WHERE name = $1 AND disabled_at IS NULL "
+	"RETURNING id, name, key_expires_at), "
 	"s AS (DELETE FROM ui_sessions WHERE approver_id IN (SELECT id FROM p) "
 	"RETURNING 1) "
 	"INSERT INTO audit_events (type, actor, subject, details) "
 	"SELECT 'approver.key_rotated', $3, 'approver:' || p.name, "
 	"jsonb_build_object('approver_id', p.id, 'sessions_ended', "
-	"(SELECT count(*) FROM s)) FROM p RETURNING seq",
-	3
+	"(SELECT count(*) FROM s), 'key_expires_at', p.key_expires_at) FROM p "
+	"RETURNING details->>'key_expires_at'",
+	4
 };
 
 /* End every web session of an approver (the key keeps working). */
@@ -84,14 +93,16 @@ static const struct db_stmt approver_list = {
 	"approvals_approver_list",
 	"SELECT coalesce(jsonb_agg(jsonb_build_object('name', name, 'email', "
 	"email, 'groups', groups, 'created_at', created_at, 'disabled', "
-	"disabled_at IS NOT NULL) ORDER BY name), '[]'::jsonb)::text "
-	"FROM approvers",
+	"disabled_at IS NOT NULL, 'key_expires_at', key_expires_at, "
+	"'key_expired', coalesce(key_expires_at <= now(), false)) "
+	"ORDER BY name), '[]'::jsonb)::text FROM approvers",
 	0
 };
 
 static const struct db_stmt approver_by_key = {
 	"approvals_approver_by_key",
-	"SELECT id, name, coalesce(email, ''), groups, disabled_at IS NOT NULL "
+	"SELECT id, name, coalesce(email, ''), groups, disabled_at IS NOT NULL, "
+	"coalesce(key_expires_at <= now(), false) "
 	"FROM approvers WHERE key_hash = $1::bytea",
 	1
 };
@@ -330,13 +341,25 @@ approvals_approver_fill(struct approver *out, const char *id,
 	return 0;
 }
 
+/* The key's expiry from a RETURNING details->>'key_expires_at' row. */
+static void
+copy_expiry(const struct db_result *res, char *expires, size_t cap)
+{
+	if (expires == NULL || cap == 0)
+		return;
+	snprintf(expires, cap, "%s", res != NULL && db_nrows(res) == 1 &&
+	    !db_isnull(res, 0, 0) ? db_value(res, 0, 0) : "");
+}
+
 enum cs_err
 approvals_approver_add(const char *name, const char *email,
-    const char *groups, const char *actor, char *key, struct cs_error *err)
+    const char *groups, int64_t key_ttl, const char *actor, char *key,
+    char *expires, size_t expires_cap, struct cs_error *err)
 {
 	char *items[APPROVALS_GROUPS_MAX], *copy = NULL, *arr = NULL;
-	char *hash_param = NULL;
-	const char *params[5];
+	char *hash_param = NULL, ttlbuf[24];
+	const char *params[6];
+	struct db_result *res = NULL;
 	size_t n = 0, i = 0;
 	int bad;
 	enum cs_err rc;
@@ -373,27 +396,33 @@ approvals_approver_add(const char *name, const char *email,
 	params[2] = arr;
 	params[3] = hash_param;
 	params[4] = actor;
-	rc = db_exec(&approver_insert, params, NULL);
+	snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)key_ttl);
+	params[5] = ttlbuf;
+	rc = db_exec(&approver_insert, params, &res);
 	if (rc == CS_ERR_CONFLICT)
 		cs_error_set(err, rc, "an approver named '%s' already exists", name);
 	else if (rc != CS_OK)
 		cs_error_set(err, rc, "database error");
+	else
+		copy_expiry(res, expires, expires_cap);
 out:
 	if (rc != CS_OK)
 		util_secure_zero(key, APPROVALS_KEY_LEN + 1);
 	free(hash_param);
 	free(arr);
 	free(copy);
+	db_result_free(res);
 	return rc;
 }
 
 enum cs_err
-approvals_approver_rotate_key(const char *name, const char *actor,
-    char *key, struct cs_error *err)
+approvals_approver_rotate_key(const char *name, int64_t key_ttl,
+    const char *actor, char *key, char *expires, size_t expires_cap,
+    struct cs_error *err)
 {
-	const char *params[3];
+	const char *params[4];
 	struct db_result *res = NULL;
-	char *hash_param = NULL;
+	char *hash_param = NULL, ttlbuf[24];
 	enum cs_err rc;
 
 	if (keys_new_secret(key, &hash_param) != 0) {
@@ -403,6 +432,8 @@ approvals_approver_rotate_key(const char *name, const char *actor,
 	params[0] = name;
 	params[1] = hash_param;
 	params[2] = actor;
+	snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)key_ttl);
+	params[3] = ttlbuf;
 	rc = db_exec(&approver_rotate, params, &res);
 	if (rc != CS_OK) {
 		cs_error_set(err, rc, "database error");
@@ -411,6 +442,8 @@ approvals_approver_rotate_key(const char *name, const char *actor,
 	if (db_nrows(res) != 1)
 		rc = cs_error_set(err, CS_ERR_NOT_FOUND, "no enabled approver "
 		    "named '%s'", name);
+	else
+		copy_expiry(res, expires, expires_cap);
 out:
 	if (rc != CS_OK)
 		util_secure_zero(key, APPROVALS_KEY_LEN + 1);
@@ -533,6 +566,17 @@ approvals_authenticate_key(const char *key, struct approver *out,
 	snprintf(subject, sizeof(subject), "approver:%s", db_value(res, 0, 1));
 	if (strcmp(db_value(res, 0, 4), "t") == 0) {
 		rc = approver_auth_failed("disabled", subject, err);
+		goto out;
+	}
+	if (strcmp(db_value(res, 0, 5), "t") == 0) {
+		/*
+		 * Say so: the person holding it needs a new key, not another
+		 * try. An expired key is worth nothing to anyone else.
+		 */
+		rc = approver_auth_failed("key_expired", subject, err);
+		if (rc == CS_ERR_INVALID_TOKEN)
+			cs_error_set(err, rc, "approver key expired: ask an "
+			    "operator for a new one (approver rotate-key)");
 		goto out;
 	}
 	if (approvals_approver_fill(out, db_value(res, 0, 0), db_value(res, 0, 1),

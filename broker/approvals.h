@@ -50,23 +50,29 @@ int approvals_approver_fill(struct approver *out, const char *id,
     const char *name, const char *email, const char *groups);
 
 /*
- * approvals_approver_add(name, email, groups, actor, key, err): create an
- * approver in the comma-separated groups with a new random API key, stored
- * only as an HMAC; audit approver.created. key (APPROVALS_KEY_LEN + 1
- * bytes) receives the key, shown once; the caller wipes it.
+ * approvals_approver_add(name, email, groups, key_ttl, actor, key, expires,
+ * expires_cap, err): create an approver in the comma-separated groups with
+ * a new random API key, stored only as an HMAC, that expires after key_ttl
+ * seconds (0: never); audit approver.created. key (APPROVALS_KEY_LEN + 1
+ * bytes) receives the key, shown once; the caller wipes it. expires (may
+ * be NULL) receives the expiry as PostgreSQL prints it, "" for none.
  */
 enum cs_err approvals_approver_add(const char *name, const char *email,
-    const char *groups, const char *actor, char *key, struct cs_error *err);
+    const char *groups, int64_t key_ttl, const char *actor, char *key,
+    char *expires, size_t expires_cap, struct cs_error *err);
 
 /*
- * approvals_approver_rotate_key(name, actor, key, err): a new API key for
- * an enabled approver into key (APPROVALS_KEY_LEN + 1 bytes; shown once,
- * only its HMAC is stored). The old key stops working at once and the
+ * approvals_approver_rotate_key(name, key_ttl, actor, key, expires,
+ * expires_cap, err): a new API key for an enabled approver into key
+ * (APPROVALS_KEY_LEN + 1 bytes; shown once, only its HMAC is stored),
+ * expiring after key_ttl seconds (0: never; expires as for
+ * approvals_approver_add). The old key stops working at once and the
  * approver's web sessions end; audited approver.key_rotated.
  * CS_ERR_NOT_FOUND if there is no such enabled approver.
  */
-enum cs_err approvals_approver_rotate_key(const char *name, const char *actor,
-    char *key, struct cs_error *err);
+enum cs_err approvals_approver_rotate_key(const char *name, int64_t key_ttl,
+    const char *actor, char *key, char *expires, size_t expires_cap,
+    struct cs_error *err);
 
 /*
  * approvals_approver_signout(name, actor, ended, err): end every web

@@ -41,7 +41,7 @@ struct args {
 	const char *scope, *ttl, *url, *state, *jwks, *issuer;
 	const char *threshold, *window;
 	const char *from, *since, *until, *type, *agent, *jti, *checkpoint, *n;
-	const char *public_key;
+	const char *public_key, *key_ttl;
 	int follow;
 	int require_dpop;	/* -1 unless --require-dpop or --no-require-dpop */
 	int end_of_options;
@@ -70,10 +70,12 @@ cli_usage(void)
 	    "            [--expires-at RFC3339] [--json]\n"
 	    "  grant revoke ID | grant revoke AGENT SCOPE --audience AUD\n"
 	    "  grant list [AGENT] [--json]\n"
-	    "  approver add NAME --groups G[,G...] [--email EMAIL] [--json]\n"
+	    "  approver add NAME --groups G[,G...] [--email EMAIL]\n"
+	    "            [--key-ttl DURATION|0] [--json]\n"
 	    "  approver disable NAME\n"
 	    "  approver list [--json]\n"
-	    "  approver rotate-key NAME [--json]   new key; the old one and its\n"
+	    "  approver rotate-key NAME [--key-ttl DURATION|0] [--json]\n"
+	    "                                      new key; the old one and its\n"
 	    "                                      web sessions stop working\n"
 	    "  approver signout NAME [--json]      end the approver's web sessions\n"
 	    "  approvals list [--state STATE] [--json]      (as an approver, over HTTP)\n"
@@ -221,6 +223,8 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 			slot = &a->window;
 		else if (strcmp(arg, "--public-key") == 0)
 			slot = &a->public_key;
+		else if (strcmp(arg, "--key-ttl") == 0)
+			slot = &a->key_ttl;
 		if (slot == NULL || i + 1 >= argc) {
 			fprintf(stderr, "countersign: %s needs a value\n", arg);
 			return -1;
@@ -894,30 +898,70 @@ usage:
 	return 2;
 }
 
+/*
+ * --key-ttl DURATION: how long a new approver key lasts; 0 or "never" for
+ * no expiry; approver_key_ttl when not given.
+ */
 static int
-cmd_approver(int argc, char **argv)
+parse_key_ttl(const struct broker_config *cfg, const char *text,
+    int64_t *out)
+{
+	*out = cfg->approver_key_ttl;
+	if (text == NULL)
+		return 0;
+	if (strcmp(text, "0") == 0 || strcmp(text, "never") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (util_parse_duration(text, out) != 0) {
+		fprintf(stderr, "countersign: --key-ttl expects a duration such "
+		    "as 90d or 12h (at most 366d), or 0 for no expiry\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* The expiry line of approver add and rotate-key. */
+static void
+print_key_expiry(const char *expires)
+{
+	if (expires[0] != '\0')
+		printf("the key expires at %s\n", expires);
+	else
+		printf("the key does not expire\n");
+}
+
+static int
+cmd_approver(const struct broker_config *cfg, int argc, char **argv)
 {
 	struct cs_error err;
 	struct args a;
+	char expires[64];
+	int64_t key_ttl;
 
 	if (argc < 1)
 		goto usage;
 	if (strcmp(argv[0], "add") == 0) {
 		char key[APPROVALS_KEY_LEN + 1];
 
-		if (parse_args(argc - 1, argv + 1, "--groups --email --json",
-		    &a) != 0 || a.npos != 1 || a.groups == NULL)
+		if (parse_args(argc - 1, argv + 1, "--groups --email --key-ttl "
+		    "--json", &a) != 0 || a.npos != 1 || a.groups == NULL)
 			goto usage;
-		if (approvals_approver_add(a.pos[0], a.email, a.groups, actor, key,
-		    &err) != CS_OK)
+		if (parse_key_ttl(cfg, a.key_ttl, &key_ttl) != 0)
+			return 2;
+		if (approvals_approver_add(a.pos[0], a.email, a.groups, key_ttl,
+		    actor, key, expires, sizeof(expires), &err) != CS_OK)
 			return fail(&err);
 		if (a.json)
-			print_json(json_pack("{s:s, s:s, s:s, s:s?}", "name",
+			print_json(json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "name",
 			    a.pos[0], "api_key", key, "groups", a.groups, "email",
-			    a.email));
-		else
+			    a.email, "key_expires_at", expires[0] != '\0' ?
+			    expires : NULL));
+		else {
 			printf("approver %s created\napi_key: %s\n"
 			    "(the key is shown only once)\n", a.pos[0], key);
+			print_key_expiry(expires);
+		}
 		util_secure_zero(key, sizeof(key));
 		return 0;
 	}
@@ -937,19 +981,24 @@ cmd_approver(int argc, char **argv)
 	if (strcmp(argv[0], "rotate-key") == 0) {
 		char key[APPROVALS_KEY_LEN + 1];
 
-		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
+		if (parse_args(argc - 1, argv + 1, "--key-ttl --json", &a) != 0 ||
 		    a.npos != 1)
 			goto usage;
-		if (approvals_approver_rotate_key(a.pos[0], actor, key,
-		    &err) != CS_OK)
+		if (parse_key_ttl(cfg, a.key_ttl, &key_ttl) != 0)
+			return 2;
+		if (approvals_approver_rotate_key(a.pos[0], key_ttl, actor, key,
+		    expires, sizeof(expires), &err) != CS_OK)
 			return fail(&err);
 		if (a.json)
-			print_json(json_pack("{s:s, s:s}", "name", a.pos[0],
-			    "api_key", key));
-		else
+			print_json(json_pack("{s:s, s:s, s:s?}", "name", a.pos[0],
+			    "api_key", key, "key_expires_at", expires[0] != '\0' ?
+			    expires : NULL));
+		else {
 			printf("approver %s has a new key; the old one and its "
 			    "web sessions no longer work\napi_key: %s\n"
 			    "(the key is shown only once)\n", a.pos[0], key);
+			print_key_expiry(expires);
+		}
 		util_secure_zero(key, sizeof(key));
 		return 0;
 	}
@@ -982,9 +1031,10 @@ cmd_approver(int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: countersign approver add NAME --groups G[,G...] "
-	    "[--email EMAIL] [--json] | approver disable NAME\n"
-	    "       | approver rotate-key NAME [--json] | approver signout NAME "
-	    "[--json]\n       | approver list [--json]\n");
+	    "[--email EMAIL] [--key-ttl DURATION|0] [--json]\n"
+	    "       | approver disable NAME | approver rotate-key NAME "
+	    "[--key-ttl DURATION|0] [--json]\n"
+	    "       | approver signout NAME [--json] | approver list [--json]\n");
 	return 2;
 }
 
@@ -1559,7 +1609,7 @@ cli_run(const struct broker_config *cfg, int argc, char **argv)
 	else if (strcmp(argv[0], "service") == 0)
 		rc = cmd_service(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "approver") == 0)
-		rc = cmd_approver(argc - 1, argv + 1);
+		rc = cmd_approver(cfg, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "tripwire") == 0)
 		rc = cmd_tripwire(argc - 1, argv + 1);
 	else {

@@ -64,6 +64,8 @@ static const struct setting settings[] = {
 	S("ui_session_ttl", T_DURATION, ui_session_ttl, 60, 7 * 86400),
 	S("ui_session_idle", T_DURATION, ui_session_idle, 2, 7 * 86400),
 	S("ui_cookie_secure", T_INT, ui_cookie_secure, 0, 1),
+	S("approver_key_ttl", T_DURATION, approver_key_ttl, 0,
+	    UTIL_DURATION_MAX),
 };
 
 void
@@ -105,6 +107,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->ui_session_ttl = 8 * 3600;
 	cfg->ui_session_idle = 30 * 60;
 	cfg->ui_cookie_secure = 0;
+	cfg->approver_key_ttl = 90 * 86400;
 }
 
 static int
@@ -164,7 +167,10 @@ config_set(struct broker_config *cfg, const char *key, const char *value,
 	case T_LISTEN:
 		return set_listen(cfg, value, errbuf, errlen);
 	case T_DURATION:
-		if (util_parse_duration(value, &v) != 0 || v < s->min ||
+		/* "0" is a duration only where 0 means "off" or "never". */
+		if (s->min == 0 && strcmp(value, "0") == 0)
+			v = 0;
+		else if (util_parse_duration(value, &v) != 0 || v < s->min ||
 		    v > s->max) {
 			snprintf(errbuf, errlen,
 			    "%s: expected a duration such as 300, 5m or 1h "

@@ -59,6 +59,7 @@ struct broker_config {
 	int webhook_timeout;		/* seconds per delivery attempt */
 	int64_t ui_session_ttl;		/* seconds a web page sign-in lasts */
 	int64_t ui_session_idle;	/* seconds unused before a sign-in ends */
+	int64_t approver_key_ttl;	/* seconds a new approver key lasts; 0: ever */
 	int ui_cookie_secure;		/* 1: the page is reached over https */
 	enum log_level log_level;
 };

@@ -40,7 +40,8 @@ static const struct db_stmt session_purge = {
 
 /*
  * A live session: unexpired, used within the idle time ($2 seconds), its
- * approver enabled. Using it moves last_seen_at, but only once it is a
+ * approver enabled and the approver's key unexpired (a session is never
+ * worth more than the key that signed it in). Using it moves last_seen_at, but only once it is a
  * little old (a quarter of the idle time, at most 15 s), so a page that
  * polls every few seconds does not write a row version each time.
  */
@@ -57,7 +58,8 @@ static const struct db_stmt session_lookup = {
 	"SELECT p.id, p.name, coalesce(p.email, ''), p.groups, "
 	"extract(epoch FROM s.expires_at)::bigint "
 	"FROM s JOIN approvers p ON p.id = s.approver_id "
-	"WHERE p.disabled_at IS NULL",
+	"WHERE p.disabled_at IS NULL "
+	"AND (p.key_expires_at IS NULL OR p.key_expires_at > now())",
 	2
 };
 

@@ -521,6 +521,71 @@ test('approver rotate-key and signout end a compromised key and its sessions at 
   for (const k of [key1, key2]) assert.ok(!all.includes(k));
 });
 
+test('approver keys expire: approver_key_ttl by default, --key-ttl per key; an expired key and its sessions stop, audited', async () => {
+  const bearer = (key) => fetch(`${b.url}/v1/approvals`, { headers: { authorization: `Bearer ${key}` } })
+    .then(async (r) => ({ status: r.status, json: await r.json() }));
+  const listed = (name) => b.cliOk('approver', 'list', '--json').json.find((x) => x.name === name);
+  const near = (iso, seconds, slack) => {
+    const at = Date.parse(iso);
+    assert.ok(Number.isFinite(at), iso);
+    assert.ok(Math.abs(at - (Date.now() + seconds * 1000)) <= slack * 1000, `${iso} is not ${seconds}s from now`);
+  };
+
+  // A key that lasts 2 seconds works, and so does a session it signs in.
+  const made = b.cliOk('approver', 'add', 'erin', '--groups', 'forum-mods', '--key-ttl', '2', '--json').json;
+  near(made.key_expires_at, 2, 1);
+  assert.equal((await bearer(made.api_key)).status, 200);
+  const s = await apiSignIn(made.api_key);
+  assert.equal((await uiCall('GET', '/ui/api/session', { cookie: s.cookie })).status, 200);
+  assert.equal(listed('erin').key_expired, false);
+  await sleep(Math.max(0, Date.parse(made.key_expires_at) - Date.now()) + 300);
+  // Then neither does: the key says why, the session ends with it.
+  const r = await bearer(made.api_key);
+  assert.equal(r.status, 401);
+  assert.match(r.json.error_description, /approver key expired/);
+  assert.equal((await uiCall('GET', '/ui/api/session', { cookie: s.cookie })).status, 401);
+  assert.equal((await uiCall('POST', '/ui/api/session', { body: { key: made.api_key } })).status, 401);
+  assert.equal(b.sql("SELECT count(*) FROM audit_events WHERE type = 'approver.auth_failed' " +
+    "AND subject = 'approver:erin' AND details->>'reason' = 'key_expired'")[0][0], '2');
+  assert.equal(listed('erin').key_expired, true);
+
+  // rotate-key gives a new key with a new lifetime; 0 is no expiry.
+  const rot = b.cliOk('approver', 'rotate-key', 'erin', '--key-ttl', '0', '--json').json;
+  assert.equal(rot.key_expires_at, null);
+  assert.equal((await bearer(rot.api_key)).status, 200);
+  assert.deepEqual([listed('erin').key_expires_at, listed('erin').key_expired], [null, false]);
+  const [[rotated]] = b.sql("SELECT details::text FROM audit_events WHERE type = 'approver.key_rotated' AND subject = 'approver:erin'");
+  assert.equal(JSON.parse(rotated).key_expires_at, null);
+  const text = b.cliOk('approver', 'rotate-key', 'erin', '--key-ttl', '12h').stdout;
+  assert.match(text, /the key expires at /);
+  near(listed('erin').key_expires_at, 12 * 3600, 60);
+
+  // Without --key-ttl, approver_key_ttl: 90 days unless configured.
+  const frank = b.cliOk('approver', 'add', 'frank', '--groups', 'forum-mods', '--json').json;
+  near(frank.key_expires_at, 90 * 86400, 60);
+  const [[created]] = b.sql("SELECT details::text FROM audit_events WHERE type = 'approver.created' AND subject = 'approver:frank'");
+  near(JSON.parse(created).key_expires_at, 90 * 86400, 60);
+  process.env.COUNTERSIGN_APPROVER_KEY_TTL = '1h';
+  try {
+    near(b.cliOk('approver', 'rotate-key', 'frank', '--json').json.key_expires_at, 3600, 60);
+    process.env.COUNTERSIGN_APPROVER_KEY_TTL = '0';
+    assert.equal(b.cliOk('approver', 'rotate-key', 'frank', '--json').json.key_expires_at, null);
+    process.env.COUNTERSIGN_APPROVER_KEY_TTL = 'soon';
+    const bad = b.cli('approver', 'rotate-key', 'frank');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /approver_key_ttl/);
+  } finally {
+    delete process.env.COUNTERSIGN_APPROVER_KEY_TTL;
+  }
+  for (const v of ['400d', 'soon', '-1', '']) {
+    const x = b.cli('approver', 'add', 'gina', '--groups', 'forum-mods', '--key-ttl', v);
+    assert.equal(x.code, 2, v);
+  }
+  assert.equal(listed('gina'), undefined);
+  const all = b.sql('SELECT details::text FROM audit_events').map((x) => x[0]).join('\n');
+  for (const k of [made.api_key, rot.api_key, frank.api_key]) assert.ok(!all.includes(k));
+});
+
 test('with ui_cookie_secure the cookie is __Host-, Secure, and only an https Origin passes', async () => {
   const b3 = await Broker.start({ db: b.db, migrate: false, env: {
     COUNTERSIGN_MASTER_KEY_FILE: b.env.COUNTERSIGN_MASTER_KEY_FILE,
