@@ -12,17 +12,24 @@
 --                            `countersign audit verify` says where.
 --   countersign_auditor      read-only access to the audit tables.
 -- Migrations themselves run as the database owner.
+-- Roles are shared by every database of the cluster, and the migration lock
+-- is per database: two databases migrated at once (two deployments on one
+-- cluster, or a test suite) may both find a role missing. The loser of
+-- that race gets unique_violation (or duplicate_object) and carries on.
 DO $$
+DECLARE
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'countersign_broker') THEN
-        CREATE ROLE countersign_broker LOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'countersign_maintenance') THEN
-        CREATE ROLE countersign_maintenance LOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'countersign_auditor') THEN
-        CREATE ROLE countersign_auditor LOGIN;
-    END IF;
+    FOREACH r IN ARRAY ARRAY['countersign_broker', 'countersign_maintenance',
+                             'countersign_auditor'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I LOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END LOOP;
 END
 $$;
 

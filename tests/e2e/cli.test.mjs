@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, Broker, ROOT, freePort, sleep } from './lib.mjs';
+import { BIN, Broker, Cluster, ROOT, freePort, sleep, sql } from './lib.mjs';
 
 let b;
 
@@ -85,6 +85,78 @@ test('migrate is idempotent and recorded', () => {
   assert.ok(files.length >= 2);
   assert.deepEqual(b.sql('SELECT version FROM schema_migrations ORDER BY version').map((r) => r[0]), files);
   assert.equal(count("SELECT count(*) FROM audit_events WHERE type = 'schema.migrated'"), files.length);
+});
+
+// A psql session kept open, to hold locks across steps.
+function session(url) {
+  const p = spawn('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', url], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let n = 0;
+  p.stdout.on('data', (d) => { out += d; });
+  p.stderr.on('data', (d) => { out += d; });
+  return {
+    // Run q; resolve with what it printed.
+    async run(q) {
+      const mark = `--done-${++n}--`;
+      const from = out.length;
+      p.stdin.write(`${q}\n\\echo ${mark}\n`);
+      for (let i = 0; i < 1000 && !out.includes(mark, from); i++) await sleep(10);
+      assert.ok(out.includes(mark, from), `psql: ${q}: ${out.slice(from)}`);
+      return out.slice(from, out.indexOf(mark, from)).trim();
+    },
+    end() { p.stdin.end(); },
+  };
+}
+
+// Roles are cluster-wide and the migration lock is per database, so two
+// databases migrated at once on a fresh cluster can both find a role
+// missing and both create it. The test lines four migrations up at that
+// very point: each waits on its database's migration lock, then on a lock
+// of pg_authid (the roles) taken meanwhile, and all are let go together.
+test('several databases of one fresh cluster migrate at once', async () => {
+  const LOCK = '7166434502651474';	// broker/migrate.c, MIGRATE_LOCK
+  const cluster = await Cluster.private();
+  const sessions = [];
+  try {
+    const dbs = [1, 2, 3, 4].map(() => cluster.createDb('race'));
+    const gates = dbs.map((db) => session(cluster.url(db)));
+    sessions.push(...gates);
+    for (const g of gates) await g.run(`SELECT pg_advisory_lock(${LOCK});`);
+    const migrate = (db) => new Promise((resolve) => {
+      const p = spawn(BIN, ['migrate'], {
+        env: { ...process.env, COUNTERSIGN_MIGRATE_DATABASE_URL: cluster.url(db),
+          COUNTERSIGN_DATABASE_URL: cluster.urlAs(db, 'countersign_broker') },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      p.stderr.on('data', (d) => { err += d; });
+      p.on('close', (code) => resolve({ code, err }));
+    });
+    const running = Promise.all(dbs.map(migrate));
+    const holder = session(cluster.url(dbs[0]));
+    sessions.push(holder);
+    const waiting = async (what, cond, want) => {
+      for (let i = 0; i < 500; i++) {
+        if (Number(await holder.run(`SELECT count(*) FROM pg_locks WHERE NOT granted AND ${cond};`)) >= want) return;
+        await sleep(20);
+      }
+      assert.fail(`the migrations never all waited on ${what}`);
+    };
+    await waiting('the migration lock', "locktype = 'advisory'", 4);
+    await holder.run('BEGIN; LOCK TABLE pg_authid IN ACCESS EXCLUSIVE MODE;');
+    for (const g of gates) await g.run(`SELECT pg_advisory_unlock(${LOCK});`);
+    await waiting('pg_authid', "relation = 'pg_authid'::regclass", 4);
+    await holder.run('COMMIT;');
+    const results = await running;
+    for (const r of results) assert.equal(r.code, 0, r.err);
+    const files = readdirSync(join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql'));
+    for (const db of dbs) {
+      assert.equal(sql(cluster.url(db), 'SELECT count(*) FROM schema_migrations')[0][0], String(files.length));
+    }
+  } finally {
+    for (const x of sessions) x.end();
+    cluster.destroy();
+  }
 });
 
 test('agent add prints credentials once and stores only a hash', () => {
