@@ -219,10 +219,19 @@ out:
  * The batched form of tokens.c's record_use, over arrays: per use, the
  * same atomic rules (the counter moves only while the token is unrevoked,
  * unexpired, under its limit and its agents enabled) and the same
- * token.used event. A batch never holds one jti twice (take_batch), so
- * each token row is updated at most once per statement and "exactly one
- * active use" of a single-use token still holds: concurrent batches queue
- * on the row lock and re-check the limit on the row they then see.
+ * token.used event.
+ * One token may have several uses in a batch (a busy agent's one token,
+ * introspected by many requests at once). u adds them all at once, on the
+ * row's latest version (an update that waited for a concurrent batch
+ * re-reads the row it then finds), or, for a token with a use limit, only
+ * as many as the limit leaves; the k-th use of a token in this batch (k,
+ * in request order) is active if k is at most what u added. For an
+ * unlimited token that is every use, numbered back from the new count.
+ * For a limited one, l first locks its row (in jti order, so that two
+ * committers cannot deadlock) to learn the count u starts from, which
+ * RETURNING cannot give. So "exactly one active use" of a single-use token
+ * holds within a batch and across concurrent ones, and unlimited tokens,
+ * nearly all of them, pay for no lock of their own.
  * A use by a service that is disabled, gone or has another secret since
  * it authenticated, perhaps through services.c's cache, is not counted:
  * service_refused.
@@ -243,25 +252,38 @@ static const struct db_stmt record_uses = {
 	"s AS (SELECT r.i FROM r WHERE NOT EXISTS (SELECT 1 FROM services v "
 	"WHERE v.name = r.service AND v.disabled_at IS NULL AND (r.cred = '' "
 	"OR v.secret_hash = decode(r.cred, 'hex')))), "
-	"u AS (UPDATE tokens tk SET use_count = tk.use_count + 1, "
-	"last_used_at = now() WHERE tk.jti = ANY ($1::text[]) "
-	"AND tk.jti NOT IN (SELECT r.jti FROM r JOIN s ON s.i = r.i) "
+	"k AS (SELECT r.i, r.jti, row_number() OVER (PARTITION BY r.jti "
+	"ORDER BY r.i) AS k FROM r WHERE r.i NOT IN (SELECT i FROM s)), "
+	"c AS (SELECT jti, count(*) AS n FROM k GROUP BY jti), "
+	"l AS (SELECT tk.jti, tk.use_count FROM tokens tk "
+	"WHERE tk.jti = ANY ($1::text[]) AND tk.max_uses IS NOT NULL "
+	"AND tk.jti IN (SELECT jti FROM c) ORDER BY tk.jti FOR UPDATE OF tk), "
+	"u AS (UPDATE tokens tk SET use_count = tk.use_count + CASE WHEN "
+	"tk.max_uses IS NULL THEN c.n ELSE least(c.n, tk.max_uses - "
+	"tk.use_count) END, last_used_at = now() "
+	"FROM c LEFT JOIN l ON l.jti = c.jti "
+	"WHERE tk.jti = ANY ($1::text[]) AND tk.jti = c.jti "
 	"AND tk.revoked_at IS NULL AND tk.expires_at > now() "
 	"AND (tk.max_uses IS NULL OR tk.use_count < tk.max_uses) "
 	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.disabled_at IS NOT NULL "
 	"AND a.id IN (tk.agent_id, tk.actor_agent_id)) "
-	"RETURNING tk.jti, tk.use_count, tk.max_uses), "
+	"RETURNING tk.jti, CASE WHEN tk.max_uses IS NULL THEN tk.use_count - "
+	"c.n ELSE l.use_count END AS before, tk.use_count AS after), "
 	"o AS (SELECT r.i, r.jti, r.service, r.agent, r.audience, "
-	"CASE WHEN u.jti IS NOT NULL THEN 'active' "
+	"CASE WHEN k.k <= u.after - u.before THEN 'active' "
 	"WHEN r.i IN (SELECT i FROM s) THEN 'service_refused' "
+	"WHEN u.jti IS NOT NULL THEN 'used_up' "
 	"WHEN t.jti IS NULL THEN 'unknown_jti' "
 	"WHEN t.revoked_at IS NOT NULL THEN 'revoked' "
 	"WHEN t.disabled_at IS NOT NULL THEN 'agent_disabled' "
 	"WHEN t.actor_disabled_at IS NOT NULL THEN 'actor_disabled' "
 	"WHEN t.expires_at <= now() THEN 'expired' "
-	"ELSE 'used_up' END AS result, u.use_count AS use, "
-	"t.use_count AS before, t.max_uses FROM r "
-	"LEFT JOIN t ON t.i = r.i LEFT JOIN u ON u.jti = r.jti), "
+	"ELSE 'used_up' END AS result, "
+	"CASE WHEN k.k <= u.after - u.before THEN u.before + k.k END AS use, "
+	"CASE WHEN k.k <= u.after - u.before THEN u.before + k.k - 1 "
+	"WHEN u.jti IS NOT NULL THEN u.after ELSE t.use_count END AS before, "
+	"t.max_uses FROM r LEFT JOIN t ON t.i = r.i LEFT JOIN k ON k.i = r.i "
+	"LEFT JOIN u ON u.jti = r.jti), "
 	"e AS (INSERT INTO audit_events (type, actor, subject, jti, details) "
 	"SELECT 'token.used', 'service:' || o.service, 'agent:' || o.agent, "
 	"o.jti, jsonb_build_object('result', o.result, 'active', "
@@ -326,44 +348,24 @@ out:
 	db_result_free(res);
 }
 
-/* 1 if a use of jti is among the first n items. */
-static int
-has_jti(struct item **items, int n, const char *jti)
-{
-	int i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(items[i]->u->jti, jti) == 0)
-			return 1;
-	return 0;
-}
-
 /*
- * Take up to BATCH_MAX items off q (mu held). A use whose jti is already
- * in this batch stays queued, in order, for the next one.
+ * Take up to BATCH_MAX items off q (mu held), in order. Several uses of
+ * one token may share a batch: record_uses counts them in request order.
  */
 static int
 take_batch(struct queue *q, struct item **items)
 {
-	struct item **link = &q->head, *it, *last = NULL;
+	struct item *it;
 	int n = 0;
 
-	while ((it = *link) != NULL && n < BATCH_MAX) {
-		if (it->u != NULL && has_jti(items, n, it->u->jti)) {
-			last = it;
-			link = &it->next;
-			continue;
-		}
-		*link = it->next;
+	while ((it = q->head) != NULL && n < BATCH_MAX) {
+		q->head = it->next;
 		it->next = NULL;
 		items[n++] = it;
 		q->nqueued--;
 	}
-	/* The tail is the last item left behind, or the end of the rest. */
 	if (q->head == NULL)
 		q->tail = NULL;
-	else if (*link == NULL)
-		q->tail = last;
 	return n;
 }
 

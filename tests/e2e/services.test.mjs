@@ -425,8 +425,8 @@ test('concurrent introspections of one single-use token: exactly one is active',
 });
 
 test('concurrent uses of several limited tokens, interleaved in group commits: each is active exactly as often as allowed', async () => {
-  // Uses of different tokens share batches; uses of one token never share
-  // one (the batcher holds a repeat back for the next batch).
+  // Uses of different tokens share batches, and so do uses of one token:
+  // the batch counts them in request order against the row it locked.
   const single = await Promise.all([writeToken(), writeToken(), writeToken()]);
   const triple = await writeToken('forum:edit');
   const all = [...single, triple];
@@ -442,7 +442,39 @@ test('concurrent uses of several limited tokens, interleaved in group commits: e
     assert.equal(uses(jti).length, 12, 'every use is recorded');
     assert.equal(uses(jti).filter((x) => x === 'active').length, want);
     assert.equal(b.sql(`SELECT use_count FROM tokens WHERE jti = '${jti}'`)[0][0], String(want));
+    // The active uses are numbered 1..want, each once, and say what is left.
+    const numbers = b.sql(`SELECT (details->>'use')::int FROM audit_events WHERE type = 'token.used'
+                           AND jti = '${jti}' AND details->>'result' = 'active' ORDER BY 1`).map((r) => Number(r[0]));
+    assert.deepEqual(numbers, Array.from({ length: want }, (_, i) => i + 1));
+    assert.deepEqual(mine.filter((r) => r.json.active).map((r) => r.json.uses_left).sort(),
+      Array.from({ length: want }, (_, i) => i));
   }
+});
+
+test('many concurrent uses of one unlimited token: all active, each counted once, numbered 1..N', async () => {
+  const token = await readToken();
+  const { jti } = decodeJwt(token).payload;
+  const n = 96;
+  const results = await Promise.all(Array.from({ length: n }, () => introspect(token)));
+  for (const r of results) {
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.active, true);
+  }
+  assert.equal(b.sql(`SELECT use_count FROM tokens WHERE jti = '${jti}'`)[0][0], String(n));
+  const numbers = b.sql(`SELECT (details->>'use')::int, (details->>'uses_before')::int FROM audit_events
+                         WHERE type = 'token.used' AND jti = '${jti}' ORDER BY 1`);
+  assert.deepEqual(numbers.map((r) => Number(r[0])), Array.from({ length: n }, (_, i) => i + 1));
+  assert.ok(numbers.every(([use, before]) => Number(before) === Number(use) - 1));
+  // Events written by one statement share its transaction id: fewer
+  // transactions than uses means batches carried several uses of it.
+  const txs = Number(b.sql(`SELECT count(DISTINCT xmin::text) FROM audit_events WHERE type = 'token.used' AND jti = '${jti}'`)[0][0]);
+  assert.ok(txs < n, `${txs} transactions for ${n} uses`);
+  // And a revoked token stays inactive however many uses share a batch.
+  b.cliOk('token', 'revoke', jti);
+  const after = await Promise.all(Array.from({ length: 16 }, () => introspect(token)));
+  assert.ok(after.every((r) => r.status === 200 && r.json.active === false));
+  assert.equal(b.sql(`SELECT use_count FROM tokens WHERE jti = '${jti}'`)[0][0], String(n));
+  assert.equal(uses(jti).filter((x) => x === 'revoked').length, 16);
 });
 
 test('--uses N allows N uses', async () => {
