@@ -1229,9 +1229,16 @@ usage:
 	return 2;
 }
 
+/*
+ * The seq after which the last $1 events are: counted as events, not as
+ * sequence numbers, which have gaps where a transaction rolled back.
+ */
 static const struct db_stmt tail_start = {
 	"cli_audit_tail_start",
-	"SELECT coalesce(max(seq), 0) - $1::bigint FROM audit_events",
+	"SELECT CASE WHEN $1::bigint = 0 THEN (SELECT coalesce(max(seq), 0) "
+	"FROM audit_events) ELSE (SELECT coalesce(min(seq) - 1, 0) FROM "
+	"(SELECT seq FROM audit_events ORDER BY seq DESC LIMIT $1::bigint) x) "
+	"END",
 	1
 };
 

@@ -249,8 +249,17 @@ test('export streams JSON Lines with filters; the per-token trail', async () => 
   assert.ok(byAgent.every((e) => e.actor === 'agent:auditee' || e.subject === 'agent:auditee'));
   const future = b.cliOk('audit', 'export', '--since', '2999-01-01T00:00:00Z').stdout;
   assert.equal(future, '');
-  const tail = b.cliOk('audit', 'tail', '--lines', '3').stdout.trim().split('\n');
+  // Two sequence numbers drawn by transactions that rolled back: tail
+  // still shows the last three events, not the last three numbers.
+  for (let i = 0; i < 2; i++) {
+    b.sql("BEGIN; INSERT INTO audit_events (type, actor) VALUES ('test.rolled_back', 'test'); ROLLBACK");
+  }
+  b.cliOk('scope', 'add', 'tail:last', '--kind', 'read');
+  const tail = b.cliOk('audit', 'tail', '--lines', '3').stdout.trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(tail.length, 3);
+  assert.equal(tail[2].type, 'scope.created');
+  assert.deepEqual(tail.map((e) => e.seq), b.sql('SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 3').map((r) => Number(r[0])).reverse());
+  assert.equal(b.cliOk('audit', 'tail', '--lines', '0').stdout, '');
   assert.equal(b.cli('audit', 'export', '--since', 'yesterday').code, 2);
 });
 
