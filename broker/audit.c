@@ -570,7 +570,8 @@ static const struct db_stmt page = {
 	"AND ($5::text IS NULL OR e.actor = 'agent:' || $5 "
 	"OR e.subject = 'agent:' || $5 OR e.subject IN (SELECT 'approval:' || "
 	"r.id FROM approval_requests r JOIN agents a ON a.id = r.agent_id "
-	"WHERE a.name = $5)) AND ($6::text IS NULL OR e.jti = $6) "
+	"WHERE a.name = $5) OR (e.subject = $5 AND "
+	"e.type = 'client.auth_failed')) AND ($6::text IS NULL OR e.jti = $6) "
 	"AND (NOT $8::bool OR c.seq IS NOT NULL) "
 	"ORDER BY e.seq LIMIT $7::int",
 	8

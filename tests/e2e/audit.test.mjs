@@ -245,8 +245,15 @@ test('export streams JSON Lines with filters; the per-token trail', async () => 
   }
   const types = b.cliOk('audit', 'export', '--type', 'grant.created').stdout.trim().split('\n');
   assert.ok(types.length >= 1 && types.every((l) => JSON.parse(l).type === 'grant.created'));
+  // Someone tries the agent's client id with a wrong secret: that belongs
+  // to the agent's trail too.
+  const wrong = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD },
+    { auth: { id: 'auditee', secret: 'not-the-secret' } });
+  assert.equal(wrong.status, 401);
   const byAgent = b.cliOk('audit', 'export', '--agent', 'auditee').stdout.trim().split('\n').map((l) => JSON.parse(l));
-  assert.ok(byAgent.every((e) => e.actor === 'agent:auditee' || e.subject === 'agent:auditee'));
+  assert.ok(byAgent.every((e) => e.actor === 'agent:auditee' || e.subject === 'agent:auditee' ||
+    (e.type === 'client.auth_failed' && e.subject === 'auditee')), JSON.stringify(byAgent.map((e) => [e.type, e.actor, e.subject])));
+  assert.ok(byAgent.some((e) => e.type === 'client.auth_failed' && e.details.reason === 'bad_secret'));
   const future = b.cliOk('audit', 'export', '--since', '2999-01-01T00:00:00Z').stdout;
   assert.equal(future, '');
   // Two sequence numbers drawn by transactions that rolled back: tail
