@@ -72,16 +72,24 @@ static const struct db_stmt agent_disabled = {
 
 /*
  * A new secret for a secret-authenticated agent; the old one stops working
- * at once. An agent registered with a key has no secret.
+ * at once. An agent registered with a key has no secret. With $4, also
+ * revoke the agent's live tokens and those delegated to it, as a tripwire
+ * does: whatever the leaked secret minted.
  */
 static const struct db_stmt rotate_agent_secret = {
 	"agents_rotate_secret",
 	"WITH a AS (UPDATE agents SET secret_hash = $2::bytea WHERE name = $1 "
-	"AND secret_hash IS NOT NULL RETURNING id, name) "
+	"AND secret_hash IS NOT NULL RETURNING id, name), "
+	"r AS (UPDATE tokens t SET revoked_at = now(), revoked_by = $3 FROM a "
+	"WHERE $4::bool AND (t.agent_id = a.id OR t.actor_agent_id = a.id) "
+	"AND t.revoked_at IS NULL AND t.expires_at > now() RETURNING t.jti) "
 	"INSERT INTO audit_events (type, actor, subject, details) "
 	"SELECT 'agent.secret_rotated', $3, 'agent:' || a.name, "
-	"jsonb_build_object('agent_id', a.id) FROM a RETURNING seq",
-	3
+	"jsonb_build_object('agent_id', a.id) || CASE WHEN $4::bool THEN "
+	"jsonb_build_object('tokens_revoked', (SELECT count(*) FROM r)) "
+	"ELSE '{}'::jsonb END FROM a "
+	"RETURNING coalesce(details->>'tokens_revoked', '0')",
+	4
 };
 
 static const struct db_stmt lookup_client = {
@@ -230,26 +238,30 @@ out:
 }
 
 enum cs_err
-agents_rotate_secret(const char *name, const char *actor, char *secret,
-    struct cs_error *err)
+agents_rotate_secret(const char *name, int revoke_tokens, const char *actor,
+    char *secret, int64_t *revoked, struct cs_error *err)
 {
-	const char *params[3];
+	const char *params[4];
 	struct db_result *res = NULL;
 	char *hash_param = NULL;
 	enum cs_err rc;
 
 	if (keys_new_secret(secret, &hash_param) != 0)
 		return cs_error_set(err, CS_ERR_INTERNAL, "internal error");
+	*revoked = 0;
 	params[0] = name;
 	params[1] = hash_param;
 	params[2] = actor;
+	params[3] = revoke_tokens ? "true" : "false";
 	rc = db_exec(&rotate_agent_secret, params, &res);
 	if (rc != CS_OK) {
 		cs_error_set(err, rc, "database error");
 		goto out;
 	}
-	if (db_nrows(res) == 1)
+	if (db_nrows(res) == 1) {
+		util_parse_int64(db_value(res, 0, 0), 0, INT64_MAX, revoked);
 		goto out;
+	}
 	db_result_free(res);
 	res = NULL;
 	rc = db_exec(&agent_exists, params, &res);

@@ -52,16 +52,18 @@ enum cs_err agents_disable(const char *name, const char *actor,
 enum cs_err agents_list(json_t **out);
 
 /*
- * agents_rotate_secret(name, actor, secret, err): give a secret-
- * authenticated agent a new random secret (written into secret,
- * AGENTS_SECRET_LEN+1 bytes, shown once; the caller wipes it) and audit
- * agent.secret_rotated in the same statement. The old secret stops at
- * once: every minting statement re-checks the secret (struct client's
- * cred). CS_ERR_NOT_FOUND for no such agent, CS_ERR_INVALID_REQUEST for
- * an agent that authenticates with a registered key.
+ * agents_rotate_secret(name, revoke_tokens, actor, secret, revoked, err):
+ * give a secret-authenticated agent a new random secret (written into
+ * secret, AGENTS_SECRET_LEN+1 bytes, shown once; the caller wipes it) and
+ * audit agent.secret_rotated in the same statement. The old secret stops
+ * at once: every minting statement re-checks the secret (struct client's
+ * cred). With revoke_tokens, the agent's live tokens and those delegated
+ * to it are revoked in the same statement (*revoked says how many).
+ * CS_ERR_NOT_FOUND for no such agent, CS_ERR_INVALID_REQUEST for an agent
+ * that authenticates with a registered key.
  */
-enum cs_err agents_rotate_secret(const char *name, const char *actor,
-    char *secret, struct cs_error *err);
+enum cs_err agents_rotate_secret(const char *name, int revoke_tokens,
+    const char *actor, char *secret, int64_t *revoked, struct cs_error *err);
 
 /*
  * agents_cache_init(ttl_ms): remember successful authentications for the

@@ -43,6 +43,7 @@ struct args {
 	const char *from, *since, *until, *type, *agent, *jti, *checkpoint, *n;
 	const char *public_key, *key_ttl;
 	int follow;
+	int revoke_tokens;
 	int require_dpop;	/* -1 unless --require-dpop or --no-require-dpop */
 	int end_of_options;
 	int owner_may_approve;
@@ -60,7 +61,8 @@ cli_usage(void)
 	    "  migrate                             apply database migrations\n"
 	    "  agent add NAME [--owner EMAIL] [--public-key FILE] [--json]\n"
 	    "  agent disable NAME\n"
-	    "  agent rotate-secret NAME [--json]   new secret; the old one stops\n"
+	    "  agent rotate-secret NAME [--revoke-tokens] [--json]\n"
+	    "                                      new secret; the old one stops\n"
 	    "  agent resume NAME                   lift a tripwire's suspension\n"
 	    "  agent list [--json]\n"
 	    "  scope add NAME --kind read|write [--max-ttl DURATION]\n"
@@ -155,6 +157,10 @@ parse_args(int argc, char **argv, const char *allowed, struct args *a)
 		}
 		if (strcmp(arg, "--follow") == 0) {
 			a->follow = 1;
+			continue;
+		}
+		if (strcmp(arg, "--revoke-tokens") == 0) {
+			a->revoke_tokens = 1;
 			continue;
 		}
 		if (strcmp(arg, "--require-dpop") == 0 ||
@@ -387,14 +393,28 @@ cmd_agent(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "rotate-secret") == 0) {
 		char secret[AGENTS_SECRET_LEN + 1];
+		int64_t revoked = 0;
 
-		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
-		    a.npos != 1)
+		if (parse_args(argc - 1, argv + 1, "--revoke-tokens --json",
+		    &a) != 0 || a.npos != 1)
 			goto usage;
-		if (agents_rotate_secret(a.pos[0], actor, secret, &err) !=
-		    CS_OK)
+		if (agents_rotate_secret(a.pos[0], a.revoke_tokens, actor, secret,
+		    &revoked, &err) != CS_OK)
 			return fail(&err);
-		return print_new_secret("agent", a.pos[0], secret, a.json);
+		if (a.json) {
+			json_t *o = json_pack("{s:s, s:s, s:s}", "name", a.pos[0],
+			    "client_id", a.pos[0], "client_secret", secret);
+
+			if (o != NULL && a.revoke_tokens)
+				json_object_set_new(o, "tokens_revoked",
+				    json_integer(revoked));
+			print_json(o);
+			util_secure_zero(secret, sizeof(secret));
+			return 0;
+		}
+		if (a.revoke_tokens)
+			printf("%lld live token(s) revoked\n", (long long)revoked);
+		return print_new_secret("agent", a.pos[0], secret, 0);
 	}
 	if (strcmp(argv[0], "resume") == 0) {
 		if (parse_args(argc - 1, argv + 1, "--json", &a) != 0 ||
@@ -422,7 +442,8 @@ cmd_agent(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: countersign agent add NAME [--owner EMAIL] "
 	    "[--public-key FILE] [--json] | agent disable NAME |\n"
-	    "       agent rotate-secret NAME [--json] | agent resume NAME | "
+	    "       agent rotate-secret NAME [--revoke-tokens] [--json] | "
+	    "agent resume NAME | "
 	    "agent list [--json]\n");
 	return 2;
 }

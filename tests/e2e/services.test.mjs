@@ -288,6 +288,42 @@ test('agent rotate-secret ends a leaked agent secret at once on every broker, au
   assert.match(text, /^agent leaky-agent has a new secret\nclient_secret: [A-Za-z0-9_-]{43}\n/);
 });
 
+test('agent rotate-secret --revoke-tokens also ends what the leaked secret minted', async () => {
+  const made = b.cliOk('agent', 'add', 'leaky-minter', '--json').json;
+  const old = { id: made.client_id, secret: made.client_secret };
+  b.cliOk('grant', 'add', 'leaky-minter', 'forum:read', '--audience', AUD);
+  const mint = async (cred) => {
+    const r = await b.post('/oauth2/token', { grant_type: 'client_credentials', scope: 'forum:read', resource: AUD }, { auth: cred });
+    assert.equal(r.status, 200, r.text);
+    return r.json.access_token;
+  };
+  const kept = await mint(old);
+  // Without the flag, tokens already minted stay valid.
+  const r1 = b.cliOk('agent', 'rotate-secret', 'leaky-minter', '--json').json;
+  assert.equal(r1.tokens_revoked, undefined);
+  assert.equal((await introspect(kept)).json.active, true);
+  const cred = { id: 'leaky-minter', secret: r1.client_secret };
+  const more = [await mint(cred), await mint(cred)];
+  // With it, every live token of the agent ends in the same statement.
+  const r2 = b.cliOk('agent', 'rotate-secret', 'leaky-minter', '--revoke-tokens', '--json').json;
+  assert.equal(r2.tokens_revoked, 3);
+  for (const t of [kept, ...more]) {
+    assert.deepEqual((await introspect(t)).json, { active: false });
+    assert.equal(uses(decodeJwt(t).payload.jti).at(-1), 'revoked');
+  }
+  assert.equal(await mint({ id: 'leaky-minter', secret: r2.client_secret }) !== undefined, true);
+  const by = b.sql("SELECT DISTINCT revoked_by FROM tokens WHERE client_id = 'leaky-minter' AND revoked_at IS NOT NULL");
+  assert.equal(by.length, 1);
+  assert.match(by[0][0], /^admin:/);
+  const details = b.sql(`SELECT details::text FROM audit_events WHERE type = 'agent.secret_rotated'
+                         AND subject = 'agent:leaky-minter' ORDER BY seq`).map((r) => JSON.parse(r[0]));
+  assert.equal(details.length, 2);
+  assert.equal(details[0].tokens_revoked, undefined);
+  assert.equal(details[1].tokens_revoked, 3);
+  const text = b.cliOk('agent', 'rotate-secret', 'leaky-minter', '--revoke-tokens').stdout;
+  assert.match(text, /^1 live token\(s\) revoked\nagent leaky-minter has a new secret\n/);
+});
+
 test('introspection answers RFC 7662 and records the use', async () => {
   const token = await readToken();
   const { jti } = decodeJwt(token).payload;
