@@ -175,8 +175,10 @@ api_healthz(struct http_req *req)
 void
 api_metrics(struct http_req *req)
 {
-	long pending = approvals_pending();
-	char *text = metrics_render(pending, pending >= 0);
+	struct approvals_gauges g;
+	int up = approvals_gauges(&g) == 0;
+	char *text = metrics_render(g.pending, g.keys_expiring, g.keys_expired,
+	    up);
 
 	if (text == NULL) {
 		http_reply_errorf(req, CS_ERR_INTERNAL, "out of memory");

@@ -1684,24 +1684,39 @@ approvals_expire_due(int *n)
 	return CS_OK;
 }
 
-static const struct db_stmt pending_count = {
-	"approvals_pending_count",
-	"SELECT count(*) FROM approval_requests WHERE state = 'pending' "
-	"AND expires_at > now()",
+static const struct db_stmt gauges = {
+	"approvals_gauges",
+	"SELECT (SELECT count(*) FROM approval_requests WHERE state = 'pending' "
+	"AND expires_at > now()), "
+	"(SELECT count(*) FROM approvers WHERE disabled_at IS NULL "
+	"AND key_expires_at > now() AND key_expires_at <= now() + "
+	"make_interval(days => " APPROVALS_KEY_WARN_DAYS_SQL ")), "
+	"(SELECT count(*) FROM approvers WHERE disabled_at IS NULL "
+	"AND key_expires_at <= now())",
 	0
 };
 
-long
-approvals_pending(void)
+int
+approvals_gauges(struct approvals_gauges *g)
 {
 	struct db_result *res = NULL;
-	int64_t n = -1;
+	int64_t v[3];
+	int i, rc = -1;
 
-	if (db_exec(&pending_count, NULL, &res) == CS_OK &&
-	    util_parse_int64(db_value(res, 0, 0), 0, INT64_MAX, &n) != 0)
-		n = -1;
+	g->pending = g->keys_expiring = g->keys_expired = -1;
+	if (db_exec(&gauges, NULL, &res) != CS_OK || db_nrows(res) != 1)
+		goto out;
+	for (i = 0; i < 3; i++)
+		if (util_parse_int64(db_value(res, 0, i), 0, INT64_MAX,
+		    &v[i]) != 0)
+			goto out;
+	g->pending = (long)v[0];
+	g->keys_expiring = (long)v[1];
+	g->keys_expired = (long)v[2];
+	rc = 0;
+out:
 	db_result_free(res);
-	return (long)n;
+	return rc;
 }
 
 static pthread_t sweeper;

@@ -200,8 +200,21 @@ enum cs_err approvals_collect(const struct broker_config *cfg,
  */
 enum cs_err approvals_expire_due(int *n);
 
-/* approvals_pending(): pending, unexpired requests; -1 if unknown. */
-long approvals_pending(void);
+/*
+ * Approver keys that expire within this many days count as expiring
+ * (countersign_approver_keys_expiring, whose help text says 14 days).
+ */
+#define APPROVALS_KEY_WARN_DAYS_SQL	"14"
+
+/* What /metrics shows of approvals and approvers (-1: unknown). */
+struct approvals_gauges {
+	long pending;		/* pending, unexpired requests */
+	long keys_expiring;	/* enabled approvers' keys expiring soon */
+	long keys_expired;	/* enabled approvers whose key has expired */
+};
+
+/* approvals_gauges(g): fill g from the database; 0, or -1 (all -1). */
+int approvals_gauges(struct approvals_gauges *g);
 
 /* approvals_start_sweeper() / approvals_stop_sweeper(): a thread that
  * runs approvals_expire_due every few seconds. */

@@ -198,7 +198,7 @@ put(struct out *o, const char *fmt, ...)
 }
 
 char *
-metrics_render(long pending, int up)
+metrics_render(long pending, long keys_expiring, long keys_expired, int up)
 {
 	struct out o = { malloc(16384), 0, 16384 };
 	size_t i, k;
@@ -213,6 +213,16 @@ metrics_render(long pending, int up)
 		put(&o, "# HELP countersign_approvals_pending Step-up requests "
 		    "waiting for a human.\n# TYPE countersign_approvals_pending "
 		    "gauge\ncountersign_approvals_pending %ld\n", pending);
+	if (keys_expiring >= 0)
+		put(&o, "# HELP countersign_approver_keys_expiring Enabled "
+		    "approvers whose key expires within 14 days.\n"
+		    "# TYPE countersign_approver_keys_expiring gauge\n"
+		    "countersign_approver_keys_expiring %ld\n", keys_expiring);
+	if (keys_expired >= 0)
+		put(&o, "# HELP countersign_approver_keys_expired Enabled "
+		    "approvers whose key has expired.\n"
+		    "# TYPE countersign_approver_keys_expired gauge\n"
+		    "countersign_approver_keys_expired %ld\n", keys_expired);
 	for (i = 0; i < METRICS__COUNT; i++) {
 		if (counter_names[i][1] != NULL) {
 			char base[96];

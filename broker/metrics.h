@@ -56,10 +56,13 @@ void metrics_pool_wait(double seconds, int ok);
 void metrics_decision(double seconds);
 
 /*
- * metrics_render(pending, up): the whole exposition as a new string the
- * caller frees; pending is the number of pending approval requests, or -1
- * when it could not be read; up is 1 if the database answered.
+ * metrics_render(pending, keys_expiring, keys_expired, up): the whole
+ * exposition as a new string the caller frees. pending is the number of
+ * pending approval requests, keys_expiring and keys_expired the enabled
+ * approvers whose key expires soon or has expired; each -1 when it could
+ * not be read (then left out). up is 1 if the database answered.
  */
-char *metrics_render(long pending, int up);
+char *metrics_render(long pending, long keys_expiring, long keys_expired,
+    int up);
 
 #endif

@@ -2,7 +2,7 @@
 // counters move with what the broker does.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Broker } from './lib.mjs';
+import { Broker, sleep } from './lib.mjs';
 
 const AUD = 'https://forum.example';
 let b;
@@ -62,6 +62,18 @@ test('metrics count issuance, refusals, introspections, approvals and requests',
   assert.equal(m1['countersign_http_request_duration_seconds_bucket{endpoint="/oauth2/token",le="+Inf"}'], count);
   assert.ok(count >= 4);
   assert.ok(m1.countersign_db_connects_total >= 1);
+  // Approver keys: one expiring within 14 days, one already expired, one
+  // far off; a disabled approver's key is nobody's concern.
+  const keys0 = [m1.countersign_approver_keys_expiring, m1.countersign_approver_keys_expired];
+  b.cliOk('approver', 'add', 'm-soon', '--groups', 'ops', '--key-ttl', '7d');
+  b.cliOk('approver', 'add', 'm-later', '--groups', 'ops', '--key-ttl', '60d');
+  b.cliOk('approver', 'add', 'm-gone', '--groups', 'ops', '--key-ttl', '1');
+  b.cliOk('approver', 'add', 'm-off', '--groups', 'ops', '--key-ttl', '1');
+  b.cliOk('approver', 'disable', 'm-off');
+  await sleep(1100);
+  const m2 = await scrape();
+  assert.deepEqual([m2.countersign_approver_keys_expiring, m2.countersign_approver_keys_expired],
+    [keys0[0] + 1, keys0[1] + 1]);
   // Nothing secret or per-token is exposed.
   const text = await (await fetch(`${b.url}/metrics`)).text();
   assert.ok(!text.includes(agent.secret));
