@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { Broker, sleep } from './lib.mjs';
+import { readFileSync } from 'node:fs';
+import { BIN, Broker, sleep } from './lib.mjs';
 
 const AUD = 'https://forum.example';
 let b;
@@ -81,6 +82,64 @@ test('oversized headers are refused and the daemon carries on', async () => {
   const r = await fetch(`${b.url}/healthz`, { headers: { 'x-junk': 'a'.repeat(20000) } }).catch((e) => e);
   if (!(r instanceof Error)) assert.ok([413, 431].includes(r.status), String(r.status));
   assert.equal((await b.get('/healthz')).status, 200);
+});
+
+// Send raw bytes on a fresh connection: the head, then body chunks from
+// next() until it returns null or the broker closes the connection.
+// Resolves with what the broker answered and how many body bytes went out.
+function rawStream(head, next = () => null) {
+  return new Promise((resolve) => {
+    const sock = connect(Number(new URL(b.url).port), '127.0.0.1');
+    let answer = '';
+    let sent = 0;
+    let closed = false;
+    const done = () => { if (!closed) { closed = true; sock.destroy(); resolve({ answer, sent }); } };
+    sock.on('data', (d) => { answer += d.toString('latin1'); });
+    sock.on('error', done);
+    sock.on('close', done);
+    sock.setTimeout(15000, done);
+    const pump = () => {
+      for (;;) {
+        if (closed) return;
+        const chunk = next();
+        if (chunk === null) return;
+        sent += chunk.length;
+        if (!sock.write(chunk)) { sock.once('drain', pump); return; }
+      }
+    };
+    sock.on('connect', () => { sock.write(head); pump(); });
+  });
+}
+
+test('1 MB headers and 10 MB bodies, declared or chunked, are cut off early and leave no memory behind', async () => {
+  const asan = readFileSync(BIN).includes('__asan_init');
+  const rss = () => Number(readFileSync(`/proc/${b.proc.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]);
+  const MB = 1024 * 1024;
+  const attack = async () => {
+    // A 1 MB header: 431 (or a dropped connection) once max_header is read.
+    const h = await rawStream(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: ${'a'.repeat(MB)}\r\n\r\n`);
+    assert.ok(h.answer === '' || /^HTTP\/1\.1 431 /.test(h.answer), h.answer.slice(0, 80));
+    // A declared 10 MB body: 413 before any of it is read.
+    const d = await rawStream('POST /oauth2/token HTTP/1.1\r\nHost: x\r\n' +
+      'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10485760\r\n\r\n');
+    assert.match(d.answer, /^HTTP\/1\.1 413 /);
+    assert.match(d.answer, /"error":"request_too_large"/);
+    // A chunked body that never ends: dropped once past max_body, long
+    // before its 10 MB have gone out.
+    const piece = Buffer.from(`10000\r\n${'a'.repeat(0x10000)}\r\n`);
+    let left = 160;
+    const c = await rawStream('POST /oauth2/token HTTP/1.1\r\nHost: x\r\n' +
+      'Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n',
+    () => (left-- > 0 ? piece : null));
+    assert.ok(left > 0, `the broker read all ${c.sent} bytes of a chunked body past max_body`);
+  };
+  await attack();	// the first round may grow pools and caches
+  const before = rss();
+  for (let i = 0; i < 5; i++) await attack();
+  const grown = rss() - before;
+  if (!asan) assert.ok(grown <= 5 * 1024, `RSS grew by ${grown} kB`);
+  assert.equal((await b.get('/healthz')).status, 200);
+  assert.equal((await b.get('/.well-known/jwks.json')).status, 200);
 });
 
 test('slow clients neither block others nor stay connected past the timeout', async () => {
