@@ -37,6 +37,7 @@ static const struct setting settings[] = {
 	S("max_body", T_SIZE, max_body, 1024, 16 * 1024 * 1024),
 	S("max_header", T_SIZE, max_header, 4096, 1024 * 1024),
 	S("connection_timeout", T_INT, connection_timeout, 1, 3600),
+	S("body_timeout", T_INT, body_timeout, 1, 3600),
 	S("max_connections", T_INT, max_connections, 1, 100000),
 	S("max_connections_per_ip", T_INT, max_connections_per_ip, 0, 100000),
 	S("db_connect_timeout", T_INT, db_connect_timeout, 1, 60),
@@ -82,6 +83,7 @@ config_defaults(struct broker_config *cfg)
 	cfg->max_body = 65536;
 	cfg->max_header = 32768;
 	cfg->connection_timeout = 10;
+	cfg->body_timeout = 30;
 	cfg->max_connections = 1024;
 	cfg->max_connections_per_ip = 0;
 	cfg->db_connect_timeout = 3;

@@ -34,6 +34,7 @@ struct broker_config {
 	size_t max_body;		/* bytes */
 	size_t max_header;		/* bytes of header memory per connection */
 	int connection_timeout;		/* seconds of inactivity */
+	int body_timeout;		/* seconds a request body may take */
 	int max_connections;
 	int max_connections_per_ip;
 	int db_connect_timeout;		/* seconds */

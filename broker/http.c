@@ -572,6 +572,17 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
 			req->overflow = 1;
 			return MHD_NO;
 		}
+		/*
+		 * connection_timeout only measures silence: a body sent a
+		 * byte at a time, just often enough, would hold this worker's
+		 * connection for as long as the client likes. The whole body
+		 * gets body_timeout from the end of the headers.
+		 */
+		if (util_monotonic_ms() - req->start_ms >
+		    (int64_t)cfg_->body_timeout * 1000) {
+			req->overflow = 1;
+			return MHD_NO;
+		}
 		if (req->body_len + n + 1 > req->body_cap) {
 			size_t cap = req->body_cap == 0 ? 1024 : req->body_cap;
 			char *nb;

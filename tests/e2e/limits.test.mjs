@@ -23,6 +23,7 @@ before(async () => {
       COUNTERSIGN_RATE_INTROSPECT: '10',
       COUNTERSIGN_RATE_APPROVER: '8',
       COUNTERSIGN_CONNECTION_TIMEOUT: '2',
+      COUNTERSIGN_BODY_TIMEOUT: '3',
       COUNTERSIGN_MAX_HEADER: '8192',
     },
   });
@@ -173,6 +174,34 @@ test('slow clients neither block others nor stay connected past the timeout', as
   await sleep(3500);
   assert.ok(idleClosed, 'an idle connection was closed');
   sockets.forEach((s) => s.destroy());
+});
+
+test('a body trickled just inside the inactivity timeout is cut off at body_timeout', async () => {
+  // One byte every 0.7 s never trips connection_timeout (2 s here); the
+  // whole body has body_timeout (3 s) from the end of the headers.
+  const s = connect(b.port, '127.0.0.1');
+  const t0 = Date.now();
+  let closedAt = 0;
+  let answer = '';
+  s.on('error', () => {});
+  s.on('data', (d) => { answer += d; });
+  const closed = new Promise((resolve) => s.on('close', () => { closedAt = Date.now(); resolve(); }));
+  s.write('POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n' +
+    'Content-Length: 1000\r\n\r\n');
+  let sent = 0;
+  const drip = setInterval(() => { if (!s.destroyed) { s.write('a'); sent++; } }, 700);
+  const cap = setTimeout(() => s.destroy(), 15000);
+  await closed;
+  clearInterval(drip);
+  clearTimeout(cap);
+  const took = closedAt - t0;
+  assert.ok(took >= 2900 && took < 6000, `closed after ${took} ms`);
+  assert.ok(sent < 10, `${sent} bytes sent`);
+  assert.equal(answer, '');
+  // A body that arrives in time is read and answered as ever.
+  const r = await b.post('/oauth2/token', { grant_type: 'no-such-grant' });
+  assert.ok([400, 401].includes(r.status), r.text);
+  assert.ok(r.json.error);
 });
 
 // Send raw bytes and collect the whole answer (the server closes).
