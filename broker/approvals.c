@@ -23,15 +23,15 @@
 
 /* ---- SQL ---------------------------------------------------------------- */
 
-/* $6: seconds the key lasts (0: no expiry). */
-#define KEY_EXPIRY "CASE WHEN $6::bigint > 0 THEN now() + " \
-	"make_interval(secs => $6::bigint) END"
+/* A key's expiry from the parameter p: seconds it lasts, 0 for never. */
+#define KEY_EXPIRY(p) "CASE WHEN " p "::bigint > 0 THEN now() + " \
+	"make_interval(secs => " p "::bigint) END"
 
 static const struct db_stmt approver_insert = {
 	"approvals_approver_insert",
 	"WITH p AS (INSERT INTO approvers (name, email, groups, key_hash, "
-	"key_expires_at) VALUES ($1, $2, $3::text[], $4::bytea, " KEY_EXPIRY
-	") RETURNING id, name, groups, key_expires_at) "
+	"key_expires_at) VALUES ($1, $2, $3::text[], $4::bytea, "
+	KEY_EXPIRY("$6") ") RETURNING id, name, groups, key_expires_at) "
 	"INSERT INTO audit_events (type, actor, subject, details) "
 	"SELECT 'approver.created', $5, 'approver:' || p.name, "
 	"jsonb_build_object('approver_id', p.id, 'groups', p.groups, "
@@ -57,8 +57,7 @@ static const struct db_stmt approver_disable = {
 static const struct db_stmt approver_rotate = {
 	"approvals_approver_rotate",
 	"WITH p AS (UPDATE approvers SET key_hash = $2::bytea, key_expires_at = "
-	"CASE WHEN $4::bigint > 0 THEN now() + make_interval(secs => "
-	"$4::bigint) END WHERE name = $1 AND disabled_at IS NULL "
+	KEY_EXPIRY("$4") " WHERE name = $1 AND disabled_at IS NULL "
 	"RETURNING id, name, key_expires_at), "
 	"s AS (DELETE FROM ui_sessions WHERE approver_id IN (SELECT id FROM p) "
 	"RETURNING 1) "
