@@ -328,6 +328,38 @@ test('a lifetime past the subject token is refused', async () => {
   }
 });
 
+test('upgrading revokes the tokens exchanged from tokens revoked before the cascade existed (migration 0014)', async () => {
+  const jtiOf = (t) => decodeJwt(t).payload.jti;
+  const subject = await issue();
+  const d1 = (await exchange(subject, { actor: 'summariser' })).json.access_token;
+  const d2 = (await exchange(d1, { actor: 'quoter' }, child)).json.access_token;
+  const other = await issue();
+  const o1 = (await exchange(other, { actor: 'summariser' })).json.access_token;
+  // The state an older broker left: the subject revoked, its delegates not.
+  b.sql(`UPDATE tokens SET revoked_at = now(), revoked_by = 'admin:old' WHERE jti = '${jtiOf(subject)}'`);
+  for (const t of [d1, d2, o1]) assert.equal((await introspect(t)).json.active, true);
+  const version = '0014_revocation_cascade_backfill.sql';
+  b.sql(`DELETE FROM schema_migrations WHERE version = '${version}'`);
+  assert.match(b.cliOk('migrate').stdout, /1 applied/);
+  for (const t of [d1, d2]) assert.deepEqual((await introspect(t)).json, { active: false });
+  assert.equal((await introspect(other)).json.active, true);
+  assert.equal((await introspect(o1)).json.active, true);
+  const rows = b.sql(`SELECT jti, actor, subject, details->>'via', details->>'cascade_from' FROM audit_events
+                      WHERE type = 'token.revoked' AND jti IN ('${jtiOf(d1)}', '${jtiOf(d2)}') ORDER BY seq`);
+  assert.deepEqual(rows.map((r) => r.join('|')).sort(), [
+    `${jtiOf(d1)}|admin:migrate|agent:planner|migration|${jtiOf(subject)}`,
+    `${jtiOf(d2)}|admin:migrate|agent:planner|migration|${jtiOf(d1)}`,
+  ].sort());
+  assert.equal(b.sql(`SELECT count(*) FROM tokens WHERE jti IN ('${jtiOf(d1)}', '${jtiOf(d2)}') AND revoked_by = 'admin:migrate'`)[0][0], '2');
+  // Applied again, it finds nothing more to do.
+  b.sql(`DELETE FROM schema_migrations WHERE version = '${version}'`);
+  const before = b.sql("SELECT count(*) FROM audit_events WHERE type = 'token.revoked'")[0][0];
+  b.cliOk('migrate');
+  assert.equal(b.sql("SELECT count(*) FROM audit_events WHERE type = 'token.revoked'")[0][0], before);
+  const v = b.cliOk('audit', 'verify', '--json').json;
+  assert.equal(v.ok, true, JSON.stringify(v));
+});
+
 test('expired, revoked, tampered, foreign and unknown subject tokens are refused', async () => {
   // Expired.
   const short = await issue(parent, { requested_ttl: '1' });
