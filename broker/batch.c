@@ -228,17 +228,15 @@ out:
  * unexpired, under its limit and its agents enabled) and the same
  * token.used event.
  * One token may have several uses in a batch (a busy agent's one token,
- * introspected by many requests at once). u adds them all at once, on the
- * row's latest version (an update that waited for a concurrent batch
- * re-reads the row it then finds), or, for a token with a use limit, only
- * as many as the limit leaves; the k-th use of a token in this batch (k,
- * in request order) is active if k is at most what u added. For an
- * unlimited token that is every use, numbered back from the new count.
- * For a limited one, l first locks its row (in jti order, so that two
- * committers cannot deadlock) to learn the count u starts from, which
- * RETURNING cannot give. So "exactly one active use" of a single-use token
- * holds within a batch and across concurrent ones, and unlimited tokens,
- * nearly all of them, pay for no lock of their own.
+ * introspected by many requests at once). l first locks the batch's token
+ * rows in jti order, waiting for any concurrent batch that holds one, and
+ * reads their latest counts: RETURNING cannot give u's starting count, and
+ * two committers that lock in one order cannot deadlock, whatever order
+ * the planner makes u visit its rows in (FOR NO KEY UPDATE: the lock u
+ * takes anyway, so nothing waits on it that did not before). u then adds a token's uses at once, or only as many as its limit
+ * leaves, and the k-th use of a token in this batch (k, in request order)
+ * is active if k is at most what u added. So "exactly one active use" of
+ * a single-use token holds within a batch and across concurrent ones.
  * A use by a service that is disabled, gone or has another secret since
  * it authenticated, perhaps through services.c's cache, is not counted:
  * service_refused.
@@ -263,19 +261,18 @@ static const struct db_stmt record_uses = {
 	"ORDER BY r.i) AS k FROM r WHERE r.i NOT IN (SELECT i FROM s)), "
 	"c AS (SELECT jti, count(*) AS n FROM k GROUP BY jti), "
 	"l AS (SELECT tk.jti, tk.use_count FROM tokens tk "
-	"WHERE tk.jti = ANY ($1::text[]) AND tk.max_uses IS NOT NULL "
-	"AND tk.jti IN (SELECT jti FROM c) ORDER BY tk.jti FOR UPDATE OF tk), "
-	"u AS (UPDATE tokens tk SET use_count = tk.use_count + CASE WHEN "
+	"WHERE tk.jti = ANY ($1::text[]) AND tk.jti IN (SELECT jti FROM c) "
+	"ORDER BY tk.jti FOR NO KEY UPDATE OF tk), "
+	"u AS (UPDATE tokens tk SET use_count = l.use_count + CASE WHEN "
 	"tk.max_uses IS NULL THEN c.n ELSE least(c.n, tk.max_uses - "
-	"tk.use_count) END, last_used_at = now() "
-	"FROM c LEFT JOIN l ON l.jti = c.jti "
+	"l.use_count) END, last_used_at = now() "
+	"FROM c JOIN l ON l.jti = c.jti "
 	"WHERE tk.jti = ANY ($1::text[]) AND tk.jti = c.jti "
 	"AND tk.revoked_at IS NULL AND tk.expires_at > now() "
-	"AND (tk.max_uses IS NULL OR tk.use_count < tk.max_uses) "
+	"AND (tk.max_uses IS NULL OR l.use_count < tk.max_uses) "
 	"AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.disabled_at IS NOT NULL "
 	"AND a.id IN (tk.agent_id, tk.actor_agent_id)) "
-	"RETURNING tk.jti, CASE WHEN tk.max_uses IS NULL THEN tk.use_count - "
-	"c.n ELSE l.use_count END AS before, tk.use_count AS after), "
+	"RETURNING tk.jti, l.use_count AS before, tk.use_count AS after), "
 	"o AS (SELECT r.i, r.jti, r.service, r.agent, r.audience, "
 	"CASE WHEN k.k <= u.after - u.before THEN 'active' "
 	"WHEN r.i IN (SELECT i FROM s) THEN 'service_refused' "
