@@ -209,29 +209,45 @@ out:
 	return rc;
 }
 
+/*
+ * After a statement by name changed nothing: CS_OK with *exists set, or
+ * the database error in err.
+ */
+static enum cs_err
+agent_known(const char *name, int *exists, struct cs_error *err)
+{
+	const char *params[1] = { name };
+	struct db_result *res = NULL;
+	enum cs_err rc;
+
+	*exists = 0;
+	rc = db_exec(&agent_exists, params, &res);
+	if (rc != CS_OK)
+		cs_error_set(err, rc, "database error");
+	else
+		*exists = db_nrows(res) == 1;
+	db_result_free(res);
+	return rc;
+}
+
 enum cs_err
 agents_disable(const char *name, const char *actor, struct cs_error *err)
 {
 	const char *params[2] = { name, actor };
 	struct db_result *res = NULL;
 	enum cs_err rc;
+	int exists;
 
 	rc = db_exec(&disable_agent, params, &res);
 	if (rc != CS_OK) {
 		cs_error_set(err, rc, "database error");
 		goto out;
 	}
-	if (db_nrows(res) == 0) {
-		db_result_free(res);
-		res = NULL;
-		rc = db_exec(&agent_exists, params, &res);
-		if (rc != CS_OK)
-			cs_error_set(err, rc, "database error");
-		else if (db_nrows(res) == 0)
-			rc = cs_error_set(err, CS_ERR_NOT_FOUND,
-			    "no agent named '%s'", name);
-		/* Already disabled: nothing changes, nothing to record. */
-	}
+	/* Already disabled: nothing changes, nothing to record. */
+	if (db_nrows(res) == 0 &&
+	    (rc = agent_known(name, &exists, err)) == CS_OK && !exists)
+		rc = cs_error_set(err, CS_ERR_NOT_FOUND, "no agent named '%s'",
+		    name);
 out:
 	db_result_free(res);
 	return rc;
@@ -245,6 +261,7 @@ agents_rotate_secret(const char *name, int revoke_tokens, const char *actor,
 	struct db_result *res = NULL;
 	char *hash_param = NULL;
 	enum cs_err rc;
+	int exists;
 
 	if (keys_new_secret(secret, &hash_param) != 0)
 		return cs_error_set(err, CS_ERR_INTERNAL, "internal error");
@@ -262,18 +279,12 @@ agents_rotate_secret(const char *name, int revoke_tokens, const char *actor,
 		util_parse_int64(db_value(res, 0, 0), 0, INT64_MAX, revoked);
 		goto out;
 	}
-	db_result_free(res);
-	res = NULL;
-	rc = db_exec(&agent_exists, params, &res);
-	if (rc != CS_OK)
-		cs_error_set(err, rc, "database error");
-	else if (db_nrows(res) == 0)
-		rc = cs_error_set(err, CS_ERR_NOT_FOUND, "no agent named '%s'",
-		    name);
-	else
-		rc = cs_error_set(err, CS_ERR_INVALID_REQUEST, "agent '%s' "
-		    "authenticates with a registered key and has no secret",
-		    name);
+	if ((rc = agent_known(name, &exists, err)) != CS_OK)
+		goto out;
+	rc = !exists ? cs_error_set(err, CS_ERR_NOT_FOUND,
+	    "no agent named '%s'", name) : cs_error_set(err,
+	    CS_ERR_INVALID_REQUEST, "agent '%s' authenticates with a "
+	    "registered key and has no secret", name);
 out:
 	if (rc != CS_OK)
 		util_secure_zero(secret, AGENTS_SECRET_LEN + 1);
